@@ -1,0 +1,280 @@
+"""The room's board: posts, comments and likes, each signed by its author.
+
+Every record carries its author's user id, signing public key and a signature over its content,
+and is stored as one value (so an edit replaces the signed whole, never half of it). The user id
+is a hash of the key, so a record proves its own authorship without trusting the member list; a
+record whose signature does not verify is still shown, flagged ``verified=False``.
+
+Edit and delete touch only the local user's own records; deletion leaves a signed tombstone so
+a forged deletion is as detectable as a forged post.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Map
+
+from focusmate.errors import NotFoundError, PermissionDeniedError, ValidationError
+from focusmate.identity import Identity, sign_record, verify_record
+from focusmate.room import Room
+
+POST_MAX = 4000
+COMMENT_MAX = 1000
+
+IdFactory = Callable[[], str]
+
+
+def new_item_id() -> str:
+    return secrets.token_hex(8)
+
+
+def validate_body(text: str, *, limit: int, what: str) -> str:
+    text = text.strip()
+    if not text:
+        raise ValidationError(f"A {what} cannot be empty.")
+    if len(text) > limit:
+        raise ValidationError(f"A {what} can be at most {limit} characters (got {len(text)}).")
+    return text
+
+
+@dataclass(frozen=True)
+class Comment:
+    comment_id: str
+    post_id: str
+    author: str
+    author_name: str
+    body: str
+    created_at: float
+    edited_at: float | None
+    verified: bool
+
+
+@dataclass(frozen=True)
+class Post:
+    post_id: str
+    author: str
+    author_name: str
+    body: str
+    created_at: float
+    edited_at: float | None
+    verified: bool
+    likes: int
+    liked_by_me: bool
+    comments: tuple[Comment, ...]
+
+
+# The fields each record kind signs, besides its kind and the room id.
+_SIGNED = {
+    "post": ("post_id", "author", "body", "created_at", "edited_at", "deleted"),
+    "comment": ("comment_id", "post_id", "author", "body", "created_at", "edited_at", "deleted"),
+    "like": ("post_id", "author", "at"),
+}
+
+
+class Board:
+    """Posts, comments and likes of one room, as the local user sees and edits them."""
+
+    def __init__(
+        self, room: Room, identity: Identity, *, new_id: IdFactory = new_item_id
+    ) -> None:
+        self.room = room
+        self.identity = identity
+        self._new_id = new_id
+
+    def _map(self, name: str) -> Map:
+        return self.room.document.doc.get(name, type=Map)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def post(self, body: str, *, now: float) -> str:
+        self.room.require_active_member()
+        post_id = self._new_id()
+        record = self._signed(
+            "post",
+            post_id=post_id,
+            author=self.identity.user_id,
+            body=validate_body(body, limit=POST_MAX, what="post"),
+            created_at=now,
+            edited_at=None,
+            deleted=False,
+        )
+        with self.room.document.edit(now=now):
+            self._map("posts")[post_id] = record
+        return post_id
+
+    def edit_post(self, post_id: str, body: str, *, now: float) -> None:
+        old = self._own("posts", post_id, what="post")
+        record = self._signed(
+            "post", **{**_fields("post", old), "body": validate_body(body, limit=POST_MAX,
+                                                                      what="post"),
+                       "edited_at": now}
+        )
+        with self.room.document.edit(now=now):
+            self._map("posts")[post_id] = record
+
+    def delete_post(self, post_id: str, *, now: float) -> None:
+        old = self._own("posts", post_id, what="post")
+        record = self._signed(
+            "post", **{**_fields("post", old), "body": "", "edited_at": now, "deleted": True}
+        )
+        with self.room.document.edit(now=now):
+            self._map("posts")[post_id] = record
+
+    def comment(self, post_id: str, body: str, *, now: float) -> str:
+        self.room.require_active_member()
+        self._existing("posts", post_id, what="post")
+        comment_id = self._new_id()
+        record = self._signed(
+            "comment",
+            comment_id=comment_id,
+            post_id=post_id,
+            author=self.identity.user_id,
+            body=validate_body(body, limit=COMMENT_MAX, what="comment"),
+            created_at=now,
+            edited_at=None,
+            deleted=False,
+        )
+        with self.room.document.edit(now=now):
+            self._map("comments")[comment_id] = record
+        return comment_id
+
+    def edit_comment(self, comment_id: str, body: str, *, now: float) -> None:
+        old = self._own("comments", comment_id, what="comment")
+        text = validate_body(body, limit=COMMENT_MAX, what="comment")
+        record = self._signed(
+            "comment", **{**_fields("comment", old), "body": text, "edited_at": now}
+        )
+        with self.room.document.edit(now=now):
+            self._map("comments")[comment_id] = record
+
+    def delete_comment(self, comment_id: str, *, now: float) -> None:
+        old = self._own("comments", comment_id, what="comment")
+        record = self._signed(
+            "comment", **{**_fields("comment", old), "body": "", "edited_at": now,
+                          "deleted": True}
+        )
+        with self.room.document.edit(now=now):
+            self._map("comments")[comment_id] = record
+
+    def like(self, post_id: str, *, now: float) -> None:
+        self.room.require_active_member()
+        self._existing("posts", post_id, what="post")
+        key = f"{post_id}:{self.identity.user_id}"
+        if key in self._map("likes"):
+            return
+        record = self._signed("like", post_id=post_id, author=self.identity.user_id, at=now)
+        with self.room.document.edit(now=now):
+            self._map("likes")[key] = record
+
+    def unlike(self, post_id: str, *, now: float) -> None:
+        key = f"{post_id}:{self.identity.user_id}"
+        if key not in self._map("likes"):
+            return
+        with self.room.document.edit(now=now):
+            del self._map("likes")[key]
+
+    def _signed(self, kind: str, **fields: Any) -> dict[str, Any]:
+        signed = {"room_id": self.room.room_id, **fields}
+        pk = self.identity.public.to_dict()["sign_public"]
+        return {**fields, "pk": pk, "sig": sign_record(self.identity, kind=kind, fields=signed)}
+
+    def _existing(self, map_name: str, item_id: str, *, what: str) -> Mapping[str, Any]:
+        raw = self._map(map_name).get(item_id)
+        if not isinstance(raw, Mapping) or raw.get("deleted"):
+            raise NotFoundError(f"There is no {what} {item_id} in this room.")
+        return raw
+
+    def _own(self, map_name: str, item_id: str, *, what: str) -> Mapping[str, Any]:
+        self.room.require_active_member()
+        raw = self._existing(map_name, item_id, what=what)
+        if raw.get("author") != self.identity.user_id or not self._verified(what, raw):
+            raise PermissionDeniedError(f"You can only change your own {what}s.")
+        return raw
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _verified(self, kind: str, raw: Mapping[str, Any]) -> bool:
+        return verify_record(
+            user_id=str(raw.get("author", "")),
+            sign_public_b64=str(raw.get("pk", "")),
+            kind=kind,
+            fields={"room_id": self.room.room_id, **_fields(kind, raw)},
+            signature_b64=str(raw.get("sig", "")),
+        )
+
+    def posts(self) -> list[Post]:
+        """Live posts, newest first, with their comments (oldest first) and like counts."""
+        names = {uid: m.name for uid, m in self.room.members().items()}
+        likes: dict[str, set[str]] = {}
+        for raw in (self._map("likes").to_py() or {}).values():
+            if isinstance(raw, Mapping) and self._verified("like", raw):
+                likes.setdefault(str(raw["post_id"]), set()).add(str(raw["author"]))
+        comments: dict[str, list[Comment]] = {}
+        for raw in (self._map("comments").to_py() or {}).values():
+            comment = self._read_comment(raw, names)
+            if comment is not None:
+                comments.setdefault(comment.post_id, []).append(comment)
+        posts = []
+        for raw in (self._map("posts").to_py() or {}).values():
+            if not isinstance(raw, Mapping) or raw.get("deleted") or not _well_formed(
+                "post", raw
+            ):
+                continue
+            post_id = str(raw["post_id"])
+            liked = likes.get(post_id, set())
+            posts.append(
+                Post(
+                    post_id=post_id,
+                    author=str(raw["author"]),
+                    author_name=names.get(str(raw["author"]), "unknown"),
+                    body=str(raw["body"])[:POST_MAX],
+                    created_at=float(raw["created_at"]),
+                    edited_at=_opt_float(raw.get("edited_at")),
+                    verified=self._verified("post", raw),
+                    likes=len(liked),
+                    liked_by_me=self.identity.user_id in liked,
+                    comments=tuple(
+                        sorted(comments.get(post_id, []), key=lambda c: (c.created_at,
+                                                                         c.comment_id))
+                    ),
+                )
+            )
+        posts.sort(key=lambda p: (-p.created_at, p.post_id))
+        return posts
+
+    def _read_comment(self, raw: object, names: Mapping[str, str]) -> Comment | None:
+        if not isinstance(raw, Mapping) or raw.get("deleted") or not _well_formed("comment", raw):
+            return None
+        return Comment(
+            comment_id=str(raw["comment_id"]),
+            post_id=str(raw["post_id"]),
+            author=str(raw["author"]),
+            author_name=names.get(str(raw["author"]), "unknown"),
+            body=str(raw["body"])[:COMMENT_MAX],
+            created_at=float(raw["created_at"]),
+            edited_at=_opt_float(raw.get("edited_at")),
+            verified=self._verified("comment", raw),
+        )
+
+
+def _fields(kind: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: raw.get(key) for key in _SIGNED[kind]}
+
+
+def _well_formed(kind: str, raw: Mapping[str, Any]) -> bool:
+    """Enough structure to display; authenticity is judged separately by the signature."""
+    try:
+        float(raw["created_at"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return all(isinstance(raw.get(key), str) for key in ("author", "body")) and (
+        kind != "comment" or isinstance(raw.get("post_id"), str)
+    )
+
+
+def _opt_float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None

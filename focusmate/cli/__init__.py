@@ -1,0 +1,88 @@
+"""``focusmate``: the command line over a profile.
+
+Every command opens the profile, does one thing, and exits. Errors a user can act on are printed
+as one line on stderr with exit code 1 (2 for a malformed command line) and change nothing.
+``main`` takes the clock and the output streams as arguments so tests run it in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from focusmate import __version__, keyfile
+from focusmate.cli.commands import COMMANDS, Context
+from focusmate.cli.parser import build_parser
+from focusmate.cli.render import timer_line
+from focusmate.clock import Clock, SystemClock
+from focusmate.errors import FocusMateError
+from focusmate.export import install_identity, read_export
+from focusmate.workspace import KEY_NAME, Workspace, default_profile_dir
+
+PASSPHRASE_ENV = "FOCUSMATE_PASSPHRASE"
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    clock: Clock | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    profile_dir = Path(args.profile).expanduser() if args.profile else default_profile_dir()
+    try:
+        if args.command == "import":
+            # A fresh profile adopts the exported identity before it would create its own.
+            install_identity(profile_dir, read_export(Path(args.file)))
+        with _open(profile_dir, clock or SystemClock()) as ws:
+            ctx = Context(ws=ws, args=args, out=out)
+            if args.command is None:
+                return _overview(ctx, parser)
+            key = f"{args.command} {getattr(args, 'action', '') or ''}".strip()
+            return COMMANDS[key](ctx)
+    except FocusMateError as error:
+        print(f"focusmate: {error}", file=err)
+        return 1
+    except KeyboardInterrupt:
+        print("focusmate: interrupted", file=err)
+        return 130
+
+
+def _open(profile_dir: Path, clock: Clock) -> Workspace:
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    try:
+        return Workspace(profile_dir, clock=clock, passphrase=passphrase)
+    except keyfile.PassphraseRequiredError:
+        if not sys.stdin.isatty():
+            raise
+    prompt = f"Passphrase for {profile_dir / KEY_NAME}: "
+    return Workspace(profile_dir, clock=clock, passphrase=getpass.getpass(prompt))
+
+
+def _overview(ctx: Context, parser: argparse.ArgumentParser) -> int:
+    """``focusmate`` alone: who you are, your rooms right now, and where to go next."""
+    ws = ctx.ws
+    rooms = [r for r in ws.rooms() if not r.deleted]
+    print(f"FocusMate {__version__} — {ws.display_name} ({ws.user_id})", file=ctx.out)
+    print(f"profile: {ws.profile_dir}", file=ctx.out)
+    if rooms:
+        for room in rooms:
+            print(f"  {room.name}: {timer_line(room.timer_view(now=ws.now()))}", file=ctx.out)
+    else:
+        print("You are in no rooms yet: `focusmate room create NAME` or `focusmate room join "
+              "CODE`.", file=ctx.out)
+    print(file=ctx.out)
+    parser.print_help(ctx.out)
+    return 0

@@ -1,0 +1,150 @@
+"""A pycrdt document bound to its update log in the store.
+
+Local edits happen inside :meth:`CrdtDocument.edit`; when the block ends, the delta is committed to
+the store in one transaction before anyone is told. Updates from elsewhere (a sync link, or another
+process on the same profile) are persisted first and applied second, so a crash can never leave
+in memory — and on the wire — an edit that the disk does not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from pycrdt import Doc
+
+from focusmate.errors import StoreError, ValidationError
+from focusmate.store import COMPACT_AFTER_UPDATES, Store
+
+# Yjs' encoding of an update with no structs and an empty delete set.
+EMPTY_UPDATE = b"\x00\x00"
+LOCAL_ORIGIN = "local"
+MAX_UPDATE_BYTES = 4 * 1024 * 1024
+
+ChangeListener = Callable[[bytes, str], None]
+
+
+class CrdtDocument:
+    """One CRDT document (a room, a profile or a stats log) kept in step with the store."""
+
+    def __init__(self, store: Store, doc_id: str, *, kind: str, now: float) -> None:
+        self.store = store
+        self.doc_id = doc_id
+        self.kind = kind
+        store.ensure_document(doc_id, kind=kind, now=now)
+        self.doc: Doc = Doc()
+        self._seen_seq = 0
+        self._listeners: list[ChangeListener] = []
+        self._editing = False
+        self.refresh()
+
+    # -- reading other writers ------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Apply what other processes committed since we last looked; True when anything came."""
+        log = self.store.read_log(self.doc_id, after_seq=self._seen_seq)
+        changed = False
+        for update in ([log.snapshot] if log.snapshot is not None else []) + log.updates:
+            before = self.doc.get_state()
+            self.doc.apply_update(update)
+            if self.doc.get_state() != before or _has_deletions(update):
+                changed = True
+                self._notify(update, "store")
+        self._seen_seq = log.last_seq
+        return changed
+
+    # -- local edits ----------------------------------------------------------------------------
+
+    @contextmanager
+    def edit(self, *, now: float) -> Iterator[Doc]:
+        """Edit the document; the resulting update is committed when the block ends.
+
+        If committing fails (disk full, read-only profile) the in-memory document is reloaded
+        from the store, so it never holds an edit that is not on disk.
+        """
+        if self._editing:
+            raise RuntimeError("nested CrdtDocument.edit")
+        self._editing = True
+        try:
+            before = self.doc.get_state()
+            with self.doc.transaction(origin=LOCAL_ORIGIN):
+                yield self.doc
+            update = self.doc.get_update(before)
+            if update == EMPTY_UPDATE:
+                return
+            try:
+                self.store.append_update(self.doc_id, update, origin=LOCAL_ORIGIN, now=now)
+            except StoreError:
+                self._reload()
+                raise
+        finally:
+            self._editing = False
+        self._notify(update, LOCAL_ORIGIN)
+        self._maybe_compact(now=now)
+
+    # -- remote updates -------------------------------------------------------------------------
+
+    def apply_remote(self, update: bytes, *, origin: str, now: float) -> bool:
+        """Persist then apply an update received from a peer; True when it changed anything.
+
+        A malformed update raises :class:`ValidationError` and touches neither disk nor memory:
+        it is decoded into a scratch document first, where a hostile update can do no harm.
+        """
+        validate_update(update)
+        self.store.append_update(self.doc_id, update, origin=origin, now=now)
+        before = self.doc.get_state()
+        self.doc.apply_update(update)
+        changed = self.doc.get_state() != before or _has_deletions(update)
+        if changed:
+            self._notify(update, origin)
+        self._maybe_compact(now=now)
+        return changed
+
+    def state_vector(self) -> bytes:
+        return self.doc.get_state()
+
+    def encode_update(self, since_state: bytes | None = None) -> bytes:
+        return self.doc.get_update(since_state) if since_state else self.doc.get_update()
+
+    # -- observers ------------------------------------------------------------------------------
+
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener(update, origin)`` after each change; returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, update: bytes, origin: str) -> None:
+        for listener in list(self._listeners):
+            listener(update, origin)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        self.doc = Doc()
+        self._seen_seq = 0
+        self.refresh()
+
+    def _maybe_compact(self, *, now: float) -> None:
+        if self.store.pending_update_count(self.doc_id) >= COMPACT_AFTER_UPDATES:
+            self.store.compact(self.doc_id, now=now)
+
+
+def validate_update(update: bytes) -> None:
+    """Decode an untrusted update into a scratch document; ValidationError if it is malformed."""
+    if len(update) > MAX_UPDATE_BYTES:
+        raise ValidationError(f"update of {len(update)} bytes exceeds {MAX_UPDATE_BYTES}")
+    try:
+        Doc().apply_update(update)
+    except BaseException as err:  # pycrdt raises ValueError, or a PanicException from Rust
+        if isinstance(err, KeyboardInterrupt | SystemExit):
+            raise
+        raise ValidationError(f"malformed document update: {err}") from err
+
+
+def _has_deletions(update: bytes) -> bool:
+    """Whether a v1 update carries a non-empty delete set, which the state vector does not show.
+
+    The delete set closes the update; empty, it is the single var-uint 0. Non-empty, it ends
+    with a range length >= 1, whose var-uint encoding never ends in a zero byte.
+    """
+    return not update.endswith(b"\x00")

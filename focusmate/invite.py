@@ -1,0 +1,101 @@
+"""Room secrets and invites: a link and a short, human-typable code that carry the secret.
+
+The room secret is 12 random bytes (96 bits). Everything else is derived from it one way, so the
+code alone is a complete invite and the secret itself never has to cross the wire:
+
+* the room id (shown everywhere, used as the document id) is a hash of the secret;
+* relays get a token derived from it (``relay_token``); LAN peers prove knowledge of it with an
+  HMAC over a fresh nonce (``membership_proof``).
+
+A code looks like ``7KQ2M9X-4TRVB0C-H8PZWEN`` (the last character is a check character that
+catches typos). A link is ``focusmate://join/<code>?name=<room name>&relay=<url>``; the name and
+relays are hints for the joiner's UI, never trusted for anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, quote, urlsplit
+
+from focusmate.codes import make_code, parse_code
+from focusmate.errors import ValidationError
+
+SECRET_BYTES = 12
+CODE_GROUP = 7
+LINK_SCHEME = "focusmate"
+MAX_INVITE_TEXT = 2048
+
+
+def new_room_secret() -> bytes:
+    return secrets.token_bytes(SECRET_BYTES)
+
+
+def room_id_for(secret: bytes) -> str:
+    """The public id of the room a secret opens (32 hex characters)."""
+    return hashlib.sha256(b"focusmate/room-id/v1" + secret).hexdigest()[:32]
+
+
+def relay_token(secret: bytes) -> str:
+    """What a relay checks to admit a client to the room's document; useless to open others."""
+    mac = hmac.new(secret, b"focusmate/relay-token/v1" + room_id_for(secret).encode(), "sha256")
+    return mac.hexdigest()
+
+
+def membership_proof(secret: bytes, *, nonce: bytes, context: bytes) -> bytes:
+    """An HMAC a LAN peer sends to prove it knows the secret without revealing it."""
+    return hmac.new(secret, b"focusmate/lan-proof/v1" + context + nonce, "sha256").digest()
+
+
+def invite_code(secret: bytes) -> str:
+    return make_code(secret, group_size=CODE_GROUP)
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A parsed invite: the secret plus the hints a link may carry."""
+
+    secret: bytes
+    name_hint: str | None = None
+    relays: tuple[str, ...] = field(default=())
+
+    @property
+    def room_id(self) -> str:
+        return room_id_for(self.secret)
+
+    @property
+    def code(self) -> str:
+        return invite_code(self.secret)
+
+    def link(self) -> str:
+        query = []
+        if self.name_hint:
+            query.append("name=" + quote(self.name_hint, safe=""))
+        query.extend("relay=" + quote(url, safe="") for url in self.relays)
+        suffix = ("?" + "&".join(query)) if query else ""
+        return f"{LINK_SCHEME}://join/{self.code}{suffix}"
+
+
+def parse_invite(text: str) -> Invite:
+    """Accept a link or a bare code as pasted or typed; a clear error for anything else."""
+    text = text.strip()
+    if not text:
+        raise ValidationError("The invite is empty: paste a link or type the code.")
+    if len(text) > MAX_INVITE_TEXT:
+        raise ValidationError("That invite is far too long to be a FocusMate invite.")
+    if "://" not in text:
+        return Invite(secret=parse_code(text, nbytes=SECRET_BYTES, what="invite code"))
+    parts = urlsplit(text)
+    if parts.scheme != LINK_SCHEME or parts.netloc != "join":
+        raise ValidationError(
+            f"That is not a FocusMate invite link (it should start with {LINK_SCHEME}://join/)."
+        )
+    code = parts.path.strip("/")
+    secret = parse_code(code, nbytes=SECRET_BYTES, what="invite code")
+    query = parse_qs(parts.query)
+    names = query.get("name", [])
+    name = names[0].strip()[:100] if names else None
+    relays = tuple(u for u in query.get("relay", []) if u.startswith(("ws://", "wss://")))
+    return Invite(secret=secret, name_hint=name or None, relays=relays)

@@ -1,0 +1,50 @@
+"""Versioned schema migrations of the profile database.
+
+Each entry upgrades the schema by exactly one version and runs inside the same transaction that
+bumps ``PRAGMA user_version``, so a crash mid-migration leaves the previous version intact. Never
+edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: CRDT documents as update logs plus snapshots; local-only tables beside them.
+    """
+    CREATE TABLE documents (
+        doc_id      TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE doc_updates (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc_id      TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+        data        BLOB NOT NULL,
+        origin      TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE INDEX doc_updates_by_doc ON doc_updates(doc_id, seq);
+    CREATE TABLE doc_snapshots (
+        doc_id        TEXT PRIMARY KEY REFERENCES documents(doc_id) ON DELETE CASCADE,
+        data          BLOB NOT NULL,
+        upto_seq      INTEGER NOT NULL,
+        compacted_at  REAL NOT NULL
+    );
+    CREATE TABLE settings (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    CREATE TABLE rooms (
+        room_id    TEXT PRIMARY KEY,
+        secret     BLOB NOT NULL,
+        joined_at  REAL NOT NULL,
+        left_at    REAL
+    );
+    CREATE TABLE focus_watch (
+        room_id     TEXT PRIMARY KEY,
+        state       TEXT NOT NULL,
+        checked_at  REAL NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,329 @@
+"""The local store: one SQLite file per profile holding CRDT update logs and local-only tables.
+
+Rules this module keeps:
+
+* WAL mode and ``synchronous=FULL``: a committed write survives ``kill -9`` and power loss, and
+  readers in other processes (the app and a CLI command on one profile) never block the writer.
+* One transaction per write. Appending an update and compacting a log are each atomic, so a
+  crash never leaves half an update behind.
+* A document is its snapshot (``doc_snapshots``) followed by every update with a larger ``seq``.
+  Compaction replaces the snapshot and deletes the updates it absorbed in one transaction;
+  readers that knew only older sequence numbers re-apply the snapshot (CRDT updates are
+  idempotent), so no process ever misses an edit.
+* The file is recognised by ``PRAGMA application_id``; a corrupt file, a foreign SQLite file or one
+  written by a newer FocusMate raises :class:`StoreError` and is left untouched — never reset.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pycrdt import Doc
+
+from focusmate.errors import StoreError
+from focusmate.migrations import MIGRATIONS, SCHEMA_VERSION
+
+APPLICATION_ID = 0x466D5431  # "FmT1"
+BUSY_TIMEOUT_S = 15.0
+COMPACT_AFTER_UPDATES = 200
+
+
+@dataclass(frozen=True)
+class DocLog:
+    """What the store holds for one document from some point on."""
+
+    snapshot: bytes | None
+    updates: list[bytes]
+    last_seq: int
+
+
+class Store:
+    """A profile database. Not thread-safe: one instance per thread (or per process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = _connect(path)
+        try:
+            self._check_and_migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: takes the write lock up front so two writers queue cleanly."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise _store_error(self.path, err) from err
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._conn.execute("ROLLBACK")
+            raise _store_error(self.path, err) from err
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as err:
+            raise _store_error(self.path, err) from err
+
+    # -- schema ---------------------------------------------------------------------------------
+
+    def _check_and_migrate(self) -> None:
+        try:
+            app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise StoreError(
+                f"{self.path} is not a FocusMate profile database (it is corrupt or another "
+                "kind of file). It was left untouched: move it aside or restore a backup."
+            ) from err
+        if app_id == 0 and tables == 0:
+            self._initialise()
+            version = 0
+        elif app_id != APPLICATION_ID:
+            raise StoreError(
+                f"{self.path} is an SQLite database of another application, not a FocusMate "
+                "profile. It was left untouched: use another --profile directory."
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer FocusMate (schema {version}, this version "
+                f"knows {SCHEMA_VERSION}). Upgrade FocusMate to open it."
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction() as conn:
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
+                if current >= target:  # another process migrated first
+                    continue
+                for statement in _statements(MIGRATIONS[target - 1]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+
+    def _initialise(self) -> None:
+        try:
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            with self.transaction() as conn:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        except sqlite3.Error as err:
+            raise _store_error(self.path, err) from err
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._read("PRAGMA user_version")[0][0])  # type: ignore[call-overload]
+
+    def integrity_problems(self) -> list[str]:
+        """``PRAGMA integrity_check`` as a list of problems (empty when the file is sound)."""
+        rows = self._read("PRAGMA integrity_check")
+        return [str(r[0]) for r in rows if r[0] != "ok"]
+
+    # -- documents ------------------------------------------------------------------------------
+
+    def ensure_document(self, doc_id: str, *, kind: str, now: float) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO documents(doc_id, kind, created_at) VALUES (?, ?, ?)",
+                (doc_id, kind, now),
+            )
+
+    def has_document(self, doc_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,)))
+
+    def document_ids(self, *, kind: str | None = None) -> list[str]:
+        if kind is None:
+            rows = self._read("SELECT doc_id FROM documents ORDER BY doc_id")
+        else:
+            rows = self._read(
+                "SELECT doc_id FROM documents WHERE kind = ? ORDER BY doc_id", (kind,)
+            )
+        return [str(r[0]) for r in rows]
+
+    def append_update(self, doc_id: str, update: bytes, *, origin: str, now: float) -> int:
+        """Commit one update to the document's log; returns its sequence number."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO doc_updates(doc_id, data, origin, created_at) VALUES (?, ?, ?, ?)",
+                (doc_id, update, origin, now),
+            )
+            seq = cur.lastrowid
+        assert seq is not None
+        return seq
+
+    def read_log(self, doc_id: str, *, after_seq: int = 0) -> DocLog:
+        """The snapshot (when it absorbed anything past ``after_seq``) and the newer updates.
+
+        Read in one transaction so a concurrent compaction cannot slip between the two queries.
+        """
+        try:
+            self._conn.execute("BEGIN")
+            try:
+                snap = self._conn.execute(
+                    "SELECT data, upto_seq FROM doc_snapshots WHERE doc_id = ?", (doc_id,)
+                ).fetchone()
+                snapshot: bytes | None = None
+                start = after_seq
+                if snap is not None and snap[1] > after_seq:
+                    snapshot, start = bytes(snap[0]), int(snap[1])
+                rows = self._conn.execute(
+                    "SELECT seq, data FROM doc_updates WHERE doc_id = ? AND seq > ? ORDER BY seq",
+                    (doc_id, start),
+                ).fetchall()
+            finally:
+                self._conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise _store_error(self.path, err) from err
+        last = int(rows[-1][0]) if rows else start
+        return DocLog(snapshot=snapshot, updates=[bytes(r[1]) for r in rows], last_seq=last)
+
+    def pending_update_count(self, doc_id: str) -> int:
+        row = self._read("SELECT count(*) FROM doc_updates WHERE doc_id = ?", (doc_id,))
+        return int(row[0][0])  # type: ignore[call-overload]
+
+    def compact(self, doc_id: str, *, now: float) -> int:
+        """Fold the document's log into its snapshot; returns how many updates were absorbed.
+
+        The merge happens inside the write transaction, so updates committed meanwhile by another
+        process wait for it and land after the new snapshot.
+        """
+        with self.transaction() as conn:
+            snap = conn.execute(
+                "SELECT data, upto_seq FROM doc_snapshots WHERE doc_id = ?", (doc_id,)
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT seq, data FROM doc_updates WHERE doc_id = ? ORDER BY seq", (doc_id,)
+            ).fetchall()
+            if not rows:
+                return 0
+            doc: Doc = Doc()
+            if snap is not None:
+                doc.apply_update(bytes(snap[0]))
+            for _seq, data in rows:
+                doc.apply_update(bytes(data))
+            upto = int(rows[-1][0])
+            conn.execute(
+                "INSERT INTO doc_snapshots(doc_id, data, upto_seq, compacted_at) VALUES (?,?,?,?)"
+                " ON CONFLICT(doc_id) DO UPDATE SET data = excluded.data,"
+                " upto_seq = excluded.upto_seq, compacted_at = excluded.compacted_at",
+                (doc_id, doc.get_update(), upto, now),
+            )
+            conn.execute("DELETE FROM doc_updates WHERE doc_id = ? AND seq <= ?", (doc_id, upto))
+        return len(rows)
+
+    def delete_document(self, doc_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM doc_updates WHERE doc_id = ?", (doc_id,))
+            conn.execute("DELETE FROM doc_snapshots WHERE doc_id = ?", (doc_id,))
+            conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    def last_seq(self) -> int:
+        """The newest update sequence number in the whole store (a cheap change detector)."""
+        row = self._read("SELECT max(seq) FROM doc_updates")
+        return int(row[0][0] or 0)  # type: ignore[call-overload]
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: poll it to notice other processes."""
+        return int(self._read("PRAGMA data_version")[0][0])  # type: ignore[call-overload]
+
+    # -- local tables ---------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> object | None:
+        rows = self._read("SELECT value FROM settings WHERE key = ?", (key,))
+        return json.loads(str(rows[0][0])) if rows else None
+
+    def put_setting(self, key: str, value: object) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO settings(key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value, sort_keys=True)),
+            )
+
+    def add_room(self, room_id: str, *, secret: bytes, now: float) -> None:
+        """Remember a room's secret; rejoining a room one left clears ``left_at``."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO rooms(room_id, secret, joined_at, left_at) VALUES (?, ?, ?, NULL)"
+                " ON CONFLICT(room_id) DO UPDATE SET left_at = NULL",
+                (room_id, secret, now),
+            )
+
+    def mark_room_left(self, room_id: str, *, now: float) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE rooms SET left_at = ? WHERE room_id = ?", (now, room_id))
+
+    def room_secret(self, room_id: str) -> bytes | None:
+        rows = self._read("SELECT secret FROM rooms WHERE room_id = ?", (room_id,))
+        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+
+    def active_room_ids(self) -> list[str]:
+        rows = self._read("SELECT room_id FROM rooms WHERE left_at IS NULL ORDER BY joined_at")
+        return [str(r[0]) for r in rows]
+
+    def get_focus_watch(self, room_id: str) -> tuple[str, float] | None:
+        rows = self._read(
+            "SELECT state, checked_at FROM focus_watch WHERE room_id = ?", (room_id,)
+        )
+        return (str(rows[0][0]), float(rows[0][1])) if rows else None  # type: ignore[arg-type]
+
+    def put_focus_watch(self, room_id: str, *, state: str, checked_at: float) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO focus_watch(room_id, state, checked_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(room_id) DO UPDATE SET state = excluded.state,"
+                " checked_at = excluded.checked_at",
+                (room_id, state, checked_at),
+            )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a profile database.")
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.Error as err:
+        raise _store_error(path, err) from err
+    return conn
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _store_error(path: Path, err: sqlite3.Error) -> StoreError:
+    text = str(err)
+    if "readonly" in text or "read-only" in text:
+        hint = "the profile is read-only; check the directory's permissions"
+    elif "disk is full" in text or "database or disk is full" in text:
+        hint = "the disk is full; free some space and try again"
+    elif "locked" in text or "busy" in text:
+        hint = "another FocusMate process holds the profile for too long; try again"
+    elif "not a database" in text or "malformed" in text:
+        hint = "the file is corrupt; restore a backup"
+    else:
+        hint = text
+    return StoreError(f"Cannot use the profile database {path}: {hint}.")

@@ -1,0 +1,4 @@
+"""The self-hostable relay: document sync fan-out, hosted timers, DM mailboxes, health, metrics.
+
+Imports ``sync``'s protocol and ``focusmate``'s timer and ids; never Qt.
+"""
