@@ -78,15 +78,13 @@ _SIGNED = {
 class Board:
     """Posts, comments and likes of one room, as the local user sees and edits them."""
 
-    def __init__(
-        self, room: Room, identity: Identity, *, new_id: IdFactory = new_item_id
-    ) -> None:
+    def __init__(self, room: Room, identity: Identity, *, new_id: IdFactory = new_item_id) -> None:
         self.room = room
         self.identity = identity
         self._new_id = new_id
 
-    def _map(self, name: str) -> Map:
-        return self.room.document.doc.get(name, type=Map)
+    def _map(self, name: str) -> Map[Any]:
+        return self.room.document.map(name)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -109,9 +107,12 @@ class Board:
     def edit_post(self, post_id: str, body: str, *, now: float) -> None:
         old = self._own("posts", post_id, what="post")
         record = self._signed(
-            "post", **{**_fields("post", old), "body": validate_body(body, limit=POST_MAX,
-                                                                      what="post"),
-                       "edited_at": now}
+            "post",
+            **{
+                **_fields("post", old),
+                "body": validate_body(body, limit=POST_MAX, what="post"),
+                "edited_at": now,
+            },
         )
         with self.room.document.edit(now=now):
             self._map("posts")[post_id] = record
@@ -154,8 +155,7 @@ class Board:
     def delete_comment(self, comment_id: str, *, now: float) -> None:
         old = self._own("comments", comment_id, what="comment")
         record = self._signed(
-            "comment", **{**_fields("comment", old), "body": "", "edited_at": now,
-                          "deleted": True}
+            "comment", **{**_fields("comment", old), "body": "", "edited_at": now, "deleted": True}
         )
         with self.room.document.edit(now=now):
             self._map("comments")[comment_id] = record
@@ -220,9 +220,7 @@ class Board:
                 comments.setdefault(comment.post_id, []).append(comment)
         posts = []
         for raw in (self._map("posts").to_py() or {}).values():
-            if not isinstance(raw, Mapping) or raw.get("deleted") or not _well_formed(
-                "post", raw
-            ):
+            if not isinstance(raw, Mapping) or raw.get("deleted") or not _well_formed("post", raw):
                 continue
             post_id = str(raw["post_id"])
             liked = likes.get(post_id, set())
@@ -238,8 +236,9 @@ class Board:
                     likes=len(liked),
                     liked_by_me=self.identity.user_id in liked,
                     comments=tuple(
-                        sorted(comments.get(post_id, []), key=lambda c: (c.created_at,
-                                                                         c.comment_id))
+                        sorted(
+                            comments.get(post_id, []), key=lambda c: (c.created_at, c.comment_id)
+                        )
                     ),
                 )
             )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from focusmate.errors import StoreError, ValidationError
 from focusmate.store import COMPACT_AFTER_UPDATES, Store
@@ -32,7 +33,7 @@ class CrdtDocument:
         self.doc_id = doc_id
         self.kind = kind
         store.ensure_document(doc_id, kind=kind, now=now)
-        self.doc: Doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self._seen_seq = 0
         self._listeners: list[ChangeListener] = []
         self._editing = False
@@ -56,7 +57,7 @@ class CrdtDocument:
     # -- local edits ----------------------------------------------------------------------------
 
     @contextmanager
-    def edit(self, *, now: float) -> Iterator[Doc]:
+    def edit(self, *, now: float) -> Iterator[Doc[Any]]:
         """Edit the document; the resulting update is committed when the block ends.
 
         If committing fails (disk full, read-only profile) the in-memory document is reloaded
@@ -99,6 +100,10 @@ class CrdtDocument:
             self._notify(update, origin)
         self._maybe_compact(now=now)
         return changed
+
+    def map(self, name: str) -> Map[Any]:
+        """A top-level shared map of the document (created empty on first use)."""
+        return cast(Map[Any], self.doc.get(name, type=Map))
 
     def state_vector(self) -> bytes:
         return self.doc.get_state()

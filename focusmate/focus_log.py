@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pycrdt import Map
 
@@ -35,8 +36,8 @@ class StatsDocument:
     def __init__(self, document: CrdtDocument) -> None:
         self.document = document
 
-    def _map(self) -> Map:
-        return self.document.doc.get("sessions", type=Map)
+    def _map(self) -> Map[Any]:
+        return self.document.map("sessions")
 
     def record(self, sessions: list[FocusSession], *, now: float) -> list[FocusSession]:
         """Add sessions not yet recorded; returns the new ones."""
@@ -82,11 +83,15 @@ def reconcile(
     state, since = watch.state, watch.checked_at
     if current != state:
         cut = max(since, min(current.changed_at, now))
-        sessions += _completed(room_id, state, config, since, cut, task)
+        sessions += _completed(
+            room_id=room_id, state=state, config=config, start=since, end=cut, task=task
+        )
         if current.last_command in (timer.Command.SKIP, timer.Command.RESET):
-            sessions += _interrupted(room_id, state, config, cut, task)
+            sessions += _interrupted(room_id=room_id, state=state, config=config, at=cut, task=task)
         state, since = current, cut
-    sessions += _completed(room_id, state, config, since, now, task)
+    sessions += _completed(
+        room_id=room_id, state=state, config=config, start=since, end=now, task=task
+    )
     return sessions, Watch(state=state, checked_at=max(since, now))
 
 
@@ -96,6 +101,7 @@ def _session_id(room_id: str, state: timer.TimerState, end: float) -> str:
 
 
 def _completed(
+    *,
     room_id: str,
     state: timer.TimerState,
     config: timer.TimerConfig,
@@ -120,7 +126,7 @@ def _completed(
 
 
 def _interrupted(
-    room_id: str, state: timer.TimerState, config: timer.TimerConfig, at: float, task: str
+    *, room_id: str, state: timer.TimerState, config: timer.TimerConfig, at: float, task: str
 ) -> list[FocusSession]:
     view = timer.view(state, config, now=at)
     if view.phase is not timer.Phase.FOCUS or view.status is timer.Status.IDLE:

@@ -70,8 +70,8 @@ class ProfileDocument:
     def __init__(self, document: CrdtDocument) -> None:
         self.document = document
 
-    def _map(self) -> Map:
-        return self.document.doc.get("profile", type=Map)
+    def _map(self) -> Map[Any]:
+        return self.document.map("profile")
 
     def publish(self, identity: Identity, card: ProfileCard) -> None:
         if card.user_id != identity.user_id:

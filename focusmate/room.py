@@ -102,7 +102,7 @@ class RoomSettings:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             try:
-                base = replace(base, **{key: value})
+                base = replace(base, **{key: value})  # type: ignore[arg-type]
             except (ValidationError, TypeError):
                 continue
         return base
@@ -134,8 +134,8 @@ class Room:
     def room_id(self) -> str:
         return self.document.doc_id
 
-    def _map(self, name: str) -> Map:
-        return self.document.doc.get(name, type=Map)
+    def _map(self, name: str) -> Map[Any]:
+        return self.document.map(name)
 
     # -- creation and membership ----------------------------------------------------------------
 

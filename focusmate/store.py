@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pycrdt import Doc
 
@@ -83,7 +84,7 @@ class Store:
             self._conn.execute("ROLLBACK")
             raise _store_error(self.path, err) from err
 
-    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as err:
@@ -133,7 +134,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return int(self._read("PRAGMA user_version")[0][0])  # type: ignore[call-overload]
+        return int(self._read("PRAGMA user_version")[0][0])
 
     def integrity_problems(self) -> list[str]:
         """``PRAGMA integrity_check`` as a list of problems (empty when the file is sound)."""
@@ -200,7 +201,7 @@ class Store:
 
     def pending_update_count(self, doc_id: str) -> int:
         row = self._read("SELECT count(*) FROM doc_updates WHERE doc_id = ?", (doc_id,))
-        return int(row[0][0])  # type: ignore[call-overload]
+        return int(row[0][0])
 
     def compact(self, doc_id: str, *, now: float) -> int:
         """Fold the document's log into its snapshot; returns how many updates were absorbed.
@@ -217,7 +218,7 @@ class Store:
             ).fetchall()
             if not rows:
                 return 0
-            doc: Doc = Doc()
+            doc: Doc[Any] = Doc()
             if snap is not None:
                 doc.apply_update(bytes(snap[0]))
             for _seq, data in rows:
@@ -241,11 +242,11 @@ class Store:
     def last_seq(self) -> int:
         """The newest update sequence number in the whole store (a cheap change detector)."""
         row = self._read("SELECT max(seq) FROM doc_updates")
-        return int(row[0][0] or 0)  # type: ignore[call-overload]
+        return int(row[0][0] or 0)
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: poll it to notice other processes."""
-        return int(self._read("PRAGMA data_version")[0][0])  # type: ignore[call-overload]
+        return int(self._read("PRAGMA data_version")[0][0])
 
     # -- local tables ---------------------------------------------------------------------------
 
@@ -276,17 +277,15 @@ class Store:
 
     def room_secret(self, room_id: str) -> bytes | None:
         rows = self._read("SELECT secret FROM rooms WHERE room_id = ?", (room_id,))
-        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+        return bytes(rows[0][0]) if rows else None
 
     def active_room_ids(self) -> list[str]:
         rows = self._read("SELECT room_id FROM rooms WHERE left_at IS NULL ORDER BY joined_at")
         return [str(r[0]) for r in rows]
 
     def get_focus_watch(self, room_id: str) -> tuple[str, float] | None:
-        rows = self._read(
-            "SELECT state, checked_at FROM focus_watch WHERE room_id = ?", (room_id,)
-        )
-        return (str(rows[0][0]), float(rows[0][1])) if rows else None  # type: ignore[arg-type]
+        rows = self._read("SELECT state, checked_at FROM focus_watch WHERE room_id = ?", (room_id,))
+        return (str(rows[0][0]), float(rows[0][1])) if rows else None
 
     def put_focus_watch(self, room_id: str, *, state: str, checked_at: float) -> None:
         with self.transaction() as conn:

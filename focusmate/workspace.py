@@ -7,6 +7,7 @@ once: the store serialises their writes and each sees the other's after ``refres
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -19,12 +20,11 @@ from focusmate.board import Board
 from focusmate.clock import Clock
 from focusmate.document import CrdtDocument
 from focusmate.errors import NotFoundError, ValidationError
-from focusmate.focus_log import StatsDocument, Watch, reconcile, stats_doc_id
 from focusmate.focus_log import DOC_KIND as STATS_KIND
-from focusmate.identity import Identity
+from focusmate.focus_log import StatsDocument, Watch, reconcile, stats_doc_id
 from focusmate.invite import Invite, new_room_secret, parse_invite, room_id_for
-from focusmate.profile import ProfileCard, ProfileDocument, VerifiedProfile, profile_doc_id
 from focusmate.profile import DOC_KIND as PROFILE_KIND
+from focusmate.profile import ProfileCard, ProfileDocument, VerifiedProfile, profile_doc_id
 from focusmate.room import DOC_KIND as ROOM_KIND
 from focusmate.room import Room, RoomSettings
 from focusmate.settings import Settings
@@ -56,9 +56,7 @@ def _default_display_name() -> str:
 class Workspace:
     """Everything one profile holds, opened for the local user."""
 
-    def __init__(
-        self, profile_dir: Path, *, clock: Clock, passphrase: str | None = None
-    ) -> None:
+    def __init__(self, profile_dir: Path, *, clock: Clock, passphrase: str | None = None) -> None:
         self.profile_dir = profile_dir
         self.clock = clock
         if profile_dir.exists() and not profile_dir.is_dir():
@@ -226,10 +224,8 @@ class Workspace:
         saved = self.store.get_focus_watch(room.room_id)
         watch = Watch(state=current, checked_at=now)
         if saved is not None:
-            try:
+            with contextlib.suppress(ValueError):  # a damaged watch restarts from now
                 watch = Watch(TimerState.from_dict(json.loads(saved[0])), checked_at=saved[1])
-            except (ValueError, ValidationError):
-                pass
         sessions, watch = reconcile(
             room_id=room.room_id,
             watch=watch,

@@ -81,8 +81,10 @@ def _overview(ctx: Context, parser: argparse.ArgumentParser) -> int:
         for room in rooms:
             print(f"  {room.name}: {timer_line(room.timer_view(now=ws.now()))}", file=ctx.out)
     else:
-        print("You are in no rooms yet: `focusmate room create NAME` or `focusmate room join "
-              "CODE`.", file=ctx.out)
+        print(
+            "You are in no rooms yet: `focusmate room create NAME` or `focusmate room join CODE`.",
+            file=ctx.out,
+        )
     print(file=ctx.out)
     parser.print_help(ctx.out)
     return 0

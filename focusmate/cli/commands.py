@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -67,8 +69,11 @@ def cmd_id(ctx: Context) -> int:
         keyfile.change_passphrase(path, old=old, new=new)
         ctx.print("Your private key is now " + ("sealed." if new else "stored unsealed."))
         return 0
-    data = {**ws.identity.public.to_dict(), "profile_dir": str(ws.profile_dir),
-            "sealed": keyfile.is_sealed(path)}
+    data = {
+        **ws.identity.public.to_dict(),
+        "profile_dir": str(ws.profile_dir),
+        "sealed": keyfile.is_sealed(path),
+    }
     return ctx.emit(data, ws.user_id)
 
 
@@ -77,8 +82,6 @@ def _new_passphrase() -> str:
     if env is not None:
         value = env
     elif sys.stdin.isatty():
-        import getpass
-
         value = getpass.getpass("New passphrase: ")
         if getpass.getpass("Repeat it: ") != value:
             raise ValidationError("The two passphrases differ; nothing was changed.")
@@ -401,11 +404,18 @@ def cmd_stats(ctx: Context) -> int:
         "month": asdict(summary.month),
         "all_time": asdict(summary.all_time),
         "streak": asdict(streaks),
-        "days": [{"day": d.day.isoformat(), "focus_s": d.focus_s, "sessions": d.sessions}
-                 for d in days],
+        "days": [
+            {"day": d.day.isoformat(), "focus_s": d.focus_s, "sessions": d.sessions} for d in days
+        ],
         "achievements": [
-            {"id": a.id, "title": a.title, "description": a.description, "value": value,
-             "threshold": a.threshold, "unlocked_at": u.unlocked_at if u else None}
+            {
+                "id": a.id,
+                "title": a.title,
+                "description": a.description,
+                "value": value,
+                "threshold": a.threshold,
+                "unlocked_at": u.unlocked_at if u else None,
+            }
             for a, value, u in grid
         ],
         "time_zone": str(tz),
@@ -415,13 +425,19 @@ def cmd_stats(ctx: Context) -> int:
         f"{'':10} {'focus':>8} {'sessions':>9}",
         *(
             f"{label:10} {hours(t.focus_s):>8} {t.sessions:>9}"
-            for label, t in (("today", summary.today), ("this week", summary.week),
-                             ("this month", summary.month), ("all time", summary.all_time))
+            for label, t in (
+                ("today", summary.today),
+                ("this week", summary.week),
+                ("this month", summary.month),
+                ("all time", summary.all_time),
+            )
         ),
         f"streak: {streaks.current} day(s), best {streaks.best}",
         "",
-        *(f"{d.day:%a %d %b} {'█' * round(20 * d.focus_s / peak):<20} {hours(d.focus_s)}"
-          for d in days),
+        *(
+            f"{d.day:%a %d %b} {'█' * round(20 * d.focus_s / peak):<20} {hours(d.focus_s)}"
+            for d in days
+        ),
         "",
         "achievements:",
         *(f"  [{'x' if u else ' '}] {a.title} — {a.description}" for a, _, u in grid),
@@ -430,8 +446,6 @@ def cmd_stats(ctx: Context) -> int:
 
 
 def cmd_export(ctx: Context) -> int:
-    import json
-
     data = export_data(ctx.ws, with_identity=ctx.args.with_identity)
     text = json.dumps(data, ensure_ascii=False, indent=1)
     if ctx.args.file == "-":
@@ -441,8 +455,11 @@ def cmd_export(ctx: Context) -> int:
         path.write_text(text, "utf-8")
         if ctx.args.with_identity:
             path.chmod(0o600)
-        print(f"Exported {len(data['rooms'])} room(s) and "
-              f"{len(data['stats']['sessions'])} session(s) to {path}.", file=sys.stderr)
+        print(
+            f"Exported {len(data['rooms'])} room(s) and "
+            f"{len(data['stats']['sessions'])} session(s) to {path}.",
+            file=sys.stderr,
+        )
     if ctx.args.stats_csv:
         Path(ctx.args.stats_csv).write_text(stats.to_csv(ctx.ws.stats().sessions()), "utf-8")
     return 0

@@ -39,7 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="profile directory (default: $FOCUSMATE_PROFILE or the per-user data directory)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_identity_commands(sub)
+    _add_room_commands(sub)
+    _add_board_commands(sub)
+    _add_data_commands(sub)
+    return parser
 
+
+def _add_identity_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("id", help="show your user id and public keys")
     _json_flag(p)
     p.add_argument(
@@ -68,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", metavar="KEY", help="one of: " + ", ".join(SETTING_KEYS))
     p.add_argument("value", metavar="VALUE")
 
+
+def _add_room_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     room = sub.add_parser("room", help="create, join and manage rooms").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
@@ -76,8 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     _room_settings_flags(p, defaults_from_settings=True)
     _json_flag(p)
     _json_flag(room.add_parser("list", help="the rooms you are in, with their timers"))
-    for action, text in (("show", "a room's settings, members and timer"),
-                         ("invite", "the invite link and code of a room")):
+    for action, text in (
+        ("show", "a room's settings, members and timer"),
+        ("invite", "the invite link and code of a room"),
+    ):
         p = room.add_parser(action, help=text)
         p.add_argument("room", metavar="ROOM", help="room id, id prefix or name")
         _json_flag(p)
@@ -108,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("room", metavar="ROOM")
     _json_flag(p)
 
+
+def _add_board_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("post", help="post on a room's board (or edit/delete your post)")
     p.add_argument("room", metavar="ROOM")
     p.add_argument("text", nargs="?", help="the post's text")
@@ -135,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, help="how many posts (default 20)")
     _json_flag(p)
 
+
+def _add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stats", help="your focus totals, streaks and achievements")
     p.add_argument("--days", type=int, default=7, help="daily bars to show (default 7)")
     p.add_argument("--tz", metavar="ZONE", help="IANA time zone (default: this machine's)")
@@ -153,4 +168,3 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="merge an export into this profile")
     p.add_argument("file", metavar="FILE")
     _json_flag(p)
-    return parser
