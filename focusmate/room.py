@@ -46,6 +46,8 @@ class Role(StrEnum):
 
 
 def validate_room_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise ValidationError(f"A room name must be text, not {type(name).__name__}.")
     name = " ".join(name.split())
     if not NAME_MIN <= len(name) <= NAME_MAX:
         raise ValidationError(
@@ -94,7 +96,8 @@ class RoomSettings:
         """Lenient reading of what peers wrote: each bad field falls back to its default."""
         name = raw.get("name")
         try:
-            base = cls(name=str(name))
+            # Only text is a name: str() of a missing or numeric value would show "None" or "3.0".
+            base = cls(name=name if isinstance(name, str) else "")
         except ValidationError:
             base = cls(name="Unnamed room")
         for key in (*LIMITS, "auto_advance"):
@@ -227,6 +230,8 @@ class Room:
 
     def update_settings(self, *, now: float, **changes: Any) -> RoomSettings:
         self._require_owner("change the room's settings")
+        if self.deleted:
+            raise FocusMateError("This room was deleted by its owner.")
         new = self.settings.with_changes(**changes)
         with self.document.edit(now=now):
             self._write_settings({k: v for k, v in asdict(new).items() if k in changes})

@@ -313,8 +313,9 @@ def cmd_post(ctx: Context) -> int:
         board.delete_post(post.post_id, now=now)
         return ctx.emit({"post_id": post.post_id, "deleted": True}, "Post deleted.")
     if args.edit:
-        post = _find_post(board.posts(), args.edit)
-        board.edit_post(post.post_id, _require_text(args.text, "post"), now=now)
+        ref, text = args.edit
+        post = _find_post(board.posts(), ref)
+        board.edit_post(post.post_id, text, now=now)
         return ctx.emit({"post_id": post.post_id}, f"Post {post.post_id} edited.")
     post_id = board.post(_require_text(args.text, "post"), now=now)
     return ctx.emit({"post_id": post_id}, f"Posted ({post_id}).")
@@ -324,13 +325,14 @@ def cmd_comment(ctx: Context) -> int:
     args, ws = ctx.args, ctx.ws
     board = ws.board(ctx.room())
     posts, now = board.posts(), ws.now()
-    if args.delete or args.edit:
-        comment_id = _find_comment_id(posts, args.delete or args.edit)
-        if args.delete:
-            board.delete_comment(comment_id, now=now)
-            return ctx.emit({"comment_id": comment_id, "deleted": True}, "Comment deleted.")
-        text = args.text if args.text is not None else args.post
-        board.edit_comment(comment_id, _require_text(text, "comment"), now=now)
+    if args.delete:
+        comment_id = _find_comment_id(posts, args.delete)
+        board.delete_comment(comment_id, now=now)
+        return ctx.emit({"comment_id": comment_id, "deleted": True}, "Comment deleted.")
+    if args.edit:
+        ref, text = args.edit
+        comment_id = _find_comment_id(posts, ref)
+        board.edit_comment(comment_id, text, now=now)
         return ctx.emit({"comment_id": comment_id}, "Comment edited.")
     if args.post is None:
         raise ValidationError("Give the post to comment on and the comment's text.")

@@ -125,7 +125,9 @@ def _add_board_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("room", metavar="ROOM")
     p.add_argument("text", nargs="?", help="the post's text")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--edit", metavar="POST", help="replace the text of your post POST")
+    group.add_argument(
+        "--edit", nargs=2, metavar=("POST", "TEXT"), help="replace the text of your post"
+    )
     group.add_argument("--delete", metavar="POST", help="delete your post POST")
     _json_flag(p)
 
@@ -134,7 +136,9 @@ def _add_board_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("post", metavar="POST", nargs="?", help="post id (or a unique prefix)")
     p.add_argument("text", nargs="?", help="the comment's text")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--edit", metavar="COMMENT", help="replace the text of your comment")
+    group.add_argument(
+        "--edit", nargs=2, metavar=("COMMENT", "TEXT"), help="replace the text of your comment"
+    )
     group.add_argument("--delete", metavar="COMMENT", help="delete your comment")
     _json_flag(p)
 
