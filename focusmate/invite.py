@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -27,6 +28,8 @@ SECRET_BYTES = 12
 CODE_GROUP = 7
 LINK_SCHEME = "focusmate"
 MAX_INVITE_TEXT = 2048
+NAME_HINT_MAX = 100
+MAX_RELAY_HINTS = 8
 
 
 def new_room_secret() -> bytes:
@@ -45,8 +48,13 @@ def relay_token(secret: bytes) -> str:
 
 
 def membership_proof(secret: bytes, *, nonce: bytes, context: bytes) -> bytes:
-    """An HMAC a LAN peer sends to prove it knows the secret without revealing it."""
-    return hmac.new(secret, b"focusmate/lan-proof/v1" + context + nonce, "sha256").digest()
+    """An HMAC a LAN peer sends to prove it knows the secret without revealing it.
+
+    The context is length-prefixed, so no (context, nonce) pair can pass for another one whose
+    concatenation happens to be the same bytes.
+    """
+    message = b"focusmate/lan-proof/v1" + len(context).to_bytes(4, "big") + context + nonce
+    return hmac.new(secret, message, "sha256").digest()
 
 
 def invite_code(secret: bytes) -> str:
@@ -87,8 +95,11 @@ def parse_invite(text: str) -> Invite:
         raise ValidationError("That invite is far too long to be a FocusMate invite.")
     if "://" not in text:
         return Invite(secret=parse_code(text, nbytes=SECRET_BYTES, what="invite code"))
-    parts = urlsplit(text)
-    if parts.scheme != LINK_SCHEME or parts.netloc != "join":
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. "Invalid IPv6 URL" for a stray "["
+        raise ValidationError("That is not a FocusMate invite link.") from None
+    if parts.scheme != LINK_SCHEME or parts.netloc.lower() != "join":
         raise ValidationError(
             f"That is not a FocusMate invite link (it should start with {LINK_SCHEME}://join/)."
         )
@@ -96,6 +107,29 @@ def parse_invite(text: str) -> Invite:
     secret = parse_code(code, nbytes=SECRET_BYTES, what="invite code")
     query = parse_qs(parts.query)
     names = query.get("name", [])
-    name = names[0].strip()[:100] if names else None
-    relays = tuple(u for u in query.get("relay", []) if u.startswith(("ws://", "wss://")))
-    return Invite(secret=secret, name_hint=name or None, relays=relays)
+    name = _clean_name_hint(names[0]) if names else None
+    relays: list[str] = []
+    for url in query.get("relay", []):
+        if _is_relay_url(url) and url not in relays and len(relays) < MAX_RELAY_HINTS:
+            relays.append(url)
+    return Invite(secret=secret, name_hint=name or None, relays=tuple(relays))
+
+
+def _clean_name_hint(text: str) -> str:
+    """One line of printable text: control and format characters (terminal escapes, bidi
+    overrides) are dropped and whitespace is collapsed, so a hint cannot disguise itself."""
+    kept = "".join(c for c in text if unicodedata.category(c) not in {"Cc", "Cf"} or c.isspace())
+    return " ".join(kept.split())[:NAME_HINT_MAX]
+
+
+def _is_relay_url(url: str) -> bool:
+    """A ws:// or wss:// URL with a host, and nothing that could hide in a log or a prompt."""
+    if any(c.isspace() or unicodedata.category(c) in {"Cc", "Cf"} for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in {"ws", "wss"} and bool(host)
