@@ -11,10 +11,11 @@ a forged deletion is as detectable as a forged post.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from pycrdt import Map
 
@@ -164,7 +165,8 @@ class Board:
         self.room.require_active_member()
         self._existing("posts", post_id, what="post")
         key = f"{post_id}:{self.identity.user_id}"
-        if key in self._map("likes"):
+        existing = self._map("likes").get(key)
+        if isinstance(existing, Mapping) and self._is_my_like(existing, post_id):
             return
         record = self._signed("like", post_id=post_id, author=self.identity.user_id, at=now)
         with self.room.document.edit(now=now):
@@ -176,6 +178,13 @@ class Board:
             return
         with self.room.document.edit(now=now):
             del self._map("likes")[key]
+
+    def _is_my_like(self, raw: Mapping[str, Any], post_id: str) -> bool:
+        return (
+            raw.get("post_id") == post_id
+            and raw.get("author") == self.identity.user_id
+            and self._verified("like", raw)
+        )
 
     def _signed(self, kind: str, **fields: Any) -> dict[str, Any]:
         signed = {"room_id": self.room.room_id, **fields}
@@ -211,17 +220,24 @@ class Board:
         names = {uid: m.name for uid, m in self.room.members().items()}
         likes: dict[str, set[str]] = {}
         for raw in (self._map("likes").to_py() or {}).values():
-            if isinstance(raw, Mapping) and self._verified("like", raw):
-                likes.setdefault(str(raw["post_id"]), set()).add(str(raw["author"]))
+            if (
+                isinstance(raw, Mapping)
+                and isinstance(raw.get("post_id"), str)
+                and self._verified("like", raw)
+            ):
+                likes.setdefault(raw["post_id"], set()).add(str(raw["author"]))
         comments: dict[str, list[Comment]] = {}
-        for raw in (self._map("comments").to_py() or {}).values():
-            comment = self._read_comment(raw, names)
+        for key, raw in (self._map("comments").to_py() or {}).items():
+            comment = self._read_comment(key, raw, names)
             if comment is not None:
                 comments.setdefault(comment.post_id, []).append(comment)
         posts = []
-        for raw in (self._map("posts").to_py() or {}).values():
-            if not isinstance(raw, Mapping) or raw.get("deleted") or not _well_formed("post", raw):
+        for key, raw in (self._map("posts").to_py() or {}).items():
+            if not _well_formed(raw, kind="post", key=key):
                 continue
+            verified = self._verified("post", raw)
+            if raw.get("deleted") and verified:
+                continue  # a genuine tombstone; a forged one is shown, flagged, like any forgery
             post_id = str(raw["post_id"])
             liked = likes.get(post_id, set())
             posts.append(
@@ -232,7 +248,7 @@ class Board:
                     body=str(raw["body"])[:POST_MAX],
                     created_at=float(raw["created_at"]),
                     edited_at=_opt_float(raw.get("edited_at")),
-                    verified=self._verified("post", raw),
+                    verified=verified,
                     likes=len(liked),
                     liked_by_me=self.identity.user_id in liked,
                     comments=tuple(
@@ -245,8 +261,11 @@ class Board:
         posts.sort(key=lambda p: (-p.created_at, p.post_id))
         return posts
 
-    def _read_comment(self, raw: object, names: Mapping[str, str]) -> Comment | None:
-        if not isinstance(raw, Mapping) or raw.get("deleted") or not _well_formed("comment", raw):
+    def _read_comment(self, key: str, raw: object, names: Mapping[str, str]) -> Comment | None:
+        if not _well_formed(raw, kind="comment", key=key):
+            return None
+        verified = self._verified("comment", raw)
+        if raw.get("deleted") and verified:
             return None
         return Comment(
             comment_id=str(raw["comment_id"]),
@@ -256,7 +275,7 @@ class Board:
             body=str(raw["body"])[:COMMENT_MAX],
             created_at=float(raw["created_at"]),
             edited_at=_opt_float(raw.get("edited_at")),
-            verified=self._verified("comment", raw),
+            verified=verified,
         )
 
 
@@ -264,16 +283,26 @@ def _fields(kind: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     return {key: raw.get(key) for key in _SIGNED[kind]}
 
 
-def _well_formed(kind: str, raw: Mapping[str, Any]) -> bool:
-    """Enough structure to display; authenticity is judged separately by the signature."""
-    try:
-        float(raw["created_at"])
-    except (KeyError, TypeError, ValueError):
+def _well_formed(raw: object, *, kind: str, key: str) -> TypeGuard[Mapping[str, Any]]:
+    """Enough structure to display; authenticity is judged separately by the signature.
+
+    A record must sit under its own id: a copy of a signed record under another key would
+    otherwise show twice, and edits and deletions (which address the key) would miss the copy.
+    """
+    if not isinstance(raw, Mapping):
         return False
-    return all(isinstance(raw.get(key), str) for key in ("author", "body")) and (
-        kind != "comment" or isinstance(raw.get("post_id"), str)
+    id_field = "post_id" if kind == "post" else "comment_id"
+    return (
+        raw.get(id_field) == key
+        and _is_finite_number(raw.get("created_at"))
+        and all(isinstance(raw.get(name), str) for name in ("author", "body"))
+        and (kind != "comment" or isinstance(raw.get("post_id"), str))
     )
 
 
+def _is_finite_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _opt_float(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+    return float(value) if _is_finite_number(value) else None

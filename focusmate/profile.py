@@ -8,8 +8,9 @@ signed value: peers show it only if it verifies against the user id it claims.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from pycrdt import Map
@@ -41,21 +42,51 @@ class ProfileCard:
     updated_at: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("display_name", "bio", "avatar_emoji", "avatar_color"):
+            if not isinstance(getattr(self, name), str):
+                raise ValidationError(f"The profile's {name} must be text.")
         name = " ".join(self.display_name.split())
         if not 1 <= len(name) <= NAME_MAX:
             raise ValidationError(f"A display name must be 1–{NAME_MAX} characters long.")
+        if _has_controls(name):
+            raise ValidationError("A display name cannot contain control characters.")
         object.__setattr__(self, "display_name", name)
         bio = self.bio.strip()
         if len(bio) > BIO_MAX:
             raise ValidationError(f"A bio can be at most {BIO_MAX} characters (got {len(bio)}).")
+        if _has_controls(bio.replace("\n", "")):
+            raise ValidationError("A bio cannot contain control characters other than new lines.")
         object.__setattr__(self, "bio", bio)
         emoji = self.avatar_emoji.strip()
-        if not 1 <= len(emoji) <= EMOJI_MAX or any(c.isalnum() for c in emoji):
+        if not 1 <= len(emoji) <= EMOJI_MAX or not _looks_like_emoji(emoji):
             raise ValidationError("The avatar must be a single emoji.")
         object.__setattr__(self, "avatar_emoji", emoji)
-        if not _COLOR.match(self.avatar_color):
+        if not _COLOR.fullmatch(self.avatar_color):
             raise ValidationError("The avatar colour must look like #RRGGBB.")
         object.__setattr__(self, "avatar_color", self.avatar_color.upper())
+
+
+def _has_controls(text: str) -> bool:
+    """Control characters (terminal escapes, NUL...): never part of a name shown to others."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
+# Joiners, variation selectors, keycap marks and the tag characters of subdivision flags.
+_EMOJI_PARTS = frozenset({"Mn", "Me", "Sk"})
+
+
+def _looks_like_emoji(text: str) -> bool:
+    """At least one symbol, and otherwise only what emoji sequences are built from."""
+    has_symbol = False
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "So":
+            has_symbol = True
+        elif not (
+            category in _EMOJI_PARTS or char == "\u200d" or "\U000e0020" <= char <= "\U000e007f"
+        ):
+            return False
+    return has_symbol
 
 
 @dataclass(frozen=True)
@@ -83,6 +114,11 @@ class ProfileDocument:
             self._map()["card"] = record
 
     def update(self, identity: Identity, *, now: float, **changes: Any) -> ProfileCard:
+        unknown = set(changes) - {f.name for f in fields(ProfileCard)} | (
+            set(changes) & {"user_id", "updated_at"}
+        )
+        if unknown:
+            raise ValidationError(f"Unknown profile field(s): {', '.join(sorted(unknown))}.")
         current = self.read()
         base = current.card if current else ProfileCard(identity.user_id, "Me")
         card = replace(base, **changes, updated_at=now)
@@ -94,7 +130,12 @@ class ProfileDocument:
         raw = self._map().get("card")
         if not isinstance(raw, Mapping):
             return None
-        return read_card(raw)
+        profile = read_card(raw)
+        # A genuine card of someone else copied into this document must not pass for its owner
+        # (it would lend them another user's name and, worse, encryption key for DMs).
+        if profile is None or profile_doc_id(profile.card.user_id) != self.document.doc_id:
+            return None
+        return profile
 
 
 def read_card(raw: Mapping[str, Any]) -> VerifiedProfile | None:
