@@ -291,16 +291,14 @@ class TimerState:
     def from_dict(cls, d: Mapping[str, object]) -> TimerState:
         """Read a state from a peer's document: hostile until checked, so every field is checked.
 
-        Unknown keys are refused rather than dropped, so a typo or a newer format is loud.
+        Unknown keys are ignored: a newer peer may add fields, and this peer must still follow
+        the timer it shares with them.
         """
         if not isinstance(d, Mapping):
             raise ValidationError(f"Timer state must be a mapping, got {type(d).__name__}.")
         missing = [key for key in _STATE_FIELDS if key not in d]
         if missing:
             raise ValidationError(f"Timer state is missing {', '.join(missing)}.")
-        unknown = sorted(repr(key) for key in d if key not in _STATE_FIELDS)
-        if unknown:
-            raise ValidationError(f"Timer state has unknown fields: {', '.join(unknown)}.")
         started, remaining, command = d["phase_started_at"], d["remaining_s"], d["last_command"]
         return cls(
             status=_coerce_enum(Status, d["status"], "status"),
