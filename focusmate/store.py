@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, get_update, merge_updates
 
 from focusmate.errors import StoreError
 from focusmate.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -75,14 +75,27 @@ class Store:
             raise _store_error(self.path, err) from err
         try:
             yield self._conn
+        except sqlite3.Error as err:
+            # A statement failed (a read-only file, a full disk...): callers see StoreError.
+            self._rollback()
+            raise _store_error(self.path, err) from err
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as err:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise _store_error(self.path, err) from err
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open; SQLite rolls back by itself after some
+        errors (I/O, full disk), and a second ROLLBACK would hide the error that matters."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -102,9 +115,8 @@ class Store:
                 f"{self.path} is not a FocusMate profile database (it is corrupt or another "
                 "kind of file). It was left untouched: move it aside or restore a backup."
             ) from err
-        if app_id == 0 and tables == 0:
+        if app_id == 0 and tables == 0 and version == 0:
             self._initialise()
-            version = 0
         elif app_id != APPLICATION_ID:
             raise StoreError(
                 f"{self.path} is an SQLite database of another application, not a FocusMate "
@@ -123,12 +135,26 @@ class Store:
                 for statement in _statements(MIGRATIONS[target - 1]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {target}")
+        self._ensure_wal()
 
     def _initialise(self) -> None:
         try:
             self._conn.execute("PRAGMA journal_mode = WAL")
             with self.transaction() as conn:
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        except sqlite3.Error as err:
+            raise _store_error(self.path, err) from err
+
+    def _ensure_wal(self) -> None:
+        """A FocusMate file restored or copied without its WAL flag is switched back to WAL.
+
+        Only ever runs on a file recognised as ours, and writes nothing when it is already WAL (so
+        a read-only profile still opens for reading).
+        """
+        try:
+            mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                self._conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.Error as err:
             raise _store_error(self.path, err) from err
 
@@ -218,17 +244,13 @@ class Store:
             ).fetchall()
             if not rows:
                 return 0
-            doc: Doc[Any] = Doc()
-            if snap is not None:
-                doc.apply_update(bytes(snap[0]))
-            for _seq, data in rows:
-                doc.apply_update(bytes(data))
+            parts = ([bytes(snap[0])] if snap is not None else []) + [bytes(r[1]) for r in rows]
             upto = int(rows[-1][0])
             conn.execute(
                 "INSERT INTO doc_snapshots(doc_id, data, upto_seq, compacted_at) VALUES (?,?,?,?)"
                 " ON CONFLICT(doc_id) DO UPDATE SET data = excluded.data,"
                 " upto_seq = excluded.upto_seq, compacted_at = excluded.compacted_at",
-                (doc_id, doc.get_update(), upto, now),
+                (doc_id, fold_updates(parts), upto, now),
             )
             conn.execute("DELETE FROM doc_updates WHERE doc_id = ? AND seq <= ?", (doc_id, upto))
         return len(rows)
@@ -297,6 +319,72 @@ class Store:
             )
 
 
+def fold_updates(parts: list[bytes]) -> bytes:
+    """One update equivalent to applying ``parts`` in order: the snapshot a compaction stores.
+
+    Normally the parts are integrated into a document and its (garbage-collected) state is
+    encoded. But a log can hold updates whose dependencies have not arrived yet (a peer sent
+    them out of order): a document keeps those *pending*, and ``get_update()`` leaves pending
+    structs and pending deletions out, so folding them that way would lose them for good. In that
+    case the parts are merged byte-wise instead, which keeps everything for a later compaction.
+    """
+    doc: Doc[Any] = Doc()
+    for part in parts:
+        doc.apply_update(part)
+    merged = merge_updates(*parts)
+    state = doc.get_state()
+    # What the merged log holds beyond the document: structs the document does not have, then the
+    # log's whole delete set. The document's own delete set, encoded the same way, for comparison.
+    beyond = get_update(merged, state)
+    own = doc.get_update(state)
+    if beyond[:1] == b"\x00" and _id_ranges_within(_delete_set(beyond), _delete_set(own)):
+        return doc.get_update()
+    return merged
+
+
+def _delete_set(update: bytes) -> dict[int, list[tuple[int, int]]]:
+    """The delete set of a v1 update whose struct section is empty: client -> [(start, end)]."""
+    pos = 1  # past the empty struct section
+
+    def varuint() -> int:
+        nonlocal pos
+        value, shift = 0, 0
+        while True:
+            byte = update[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(varuint()):
+        client = varuint()
+        spans = ranges.setdefault(client, [])
+        for _ in range(varuint()):
+            clock = varuint()
+            spans.append((clock, clock + varuint()))
+    return ranges
+
+
+def _id_ranges_within(
+    inner: dict[int, list[tuple[int, int]]], outer: dict[int, list[tuple[int, int]]]
+) -> bool:
+    """Whether every id range of ``inner`` is covered by the ranges of ``outer``."""
+    for client, spans in inner.items():
+        cover = sorted(outer.get(client, []))
+        for start, end in spans:
+            at = start
+            for c_start, c_end in cover:
+                if c_start <= at < c_end:
+                    at = c_end
+                if at >= end:
+                    break
+            if at < end:
+                return False
+    return True
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a profile database.")
@@ -322,7 +410,7 @@ def _store_error(path: Path, err: sqlite3.Error) -> StoreError:
     elif "locked" in text or "busy" in text:
         hint = "another FocusMate process holds the profile for too long; try again"
     elif "not a database" in text or "malformed" in text:
-        hint = "the file is corrupt; restore a backup"
+        hint = "the file is corrupt; it was left untouched: restore a backup"
     else:
         hint = text
     return StoreError(f"Cannot use the profile database {path}: {hint}.")
