@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from focusmate import keyfile
 from focusmate.document import validate_update
-from focusmate.errors import ValidationError
+from focusmate.errors import IdentityError, ValidationError
 from focusmate.invite import SECRET_BYTES, room_id_for
 from focusmate.profile import profile_doc_id
 from focusmate.room import DOC_KIND as ROOM_KIND
@@ -85,8 +86,16 @@ def install_identity(profile_dir: Path, data: Mapping[str, Any]) -> bool:
     if not isinstance(identity, dict) or key_path.exists():
         return False
     profile_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key_path.write_text(json.dumps(identity), "utf-8")
-    key_path.chmod(0o600)
+    staged = key_path.with_name(KEY_NAME + ".import")
+    staged.write_text(json.dumps(identity), "utf-8")
+    staged.chmod(0o600)
+    try:
+        if not keyfile.is_sealed(staged):
+            keyfile.load_identity(staged)  # a damaged key never becomes the profile's key
+    except IdentityError:
+        staged.unlink()
+        raise
+    staged.replace(key_path)
     return True
 
 

@@ -234,6 +234,9 @@ class Workspace:
             task=self.current_task(room),
             now=now,
         )
+        member = room.members().get(self.user_id)
+        if room.deleted or member is None or not member.active:
+            sessions = []  # the timer ran, but not for us
         new = self.stats().record(sessions, now=now) if sessions else []
         self.store.put_focus_watch(
             room.room_id, state=json.dumps(watch.state.to_dict()), checked_at=watch.checked_at
