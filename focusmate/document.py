@@ -4,6 +4,10 @@ Local edits happen inside :meth:`CrdtDocument.edit`; when the block ends, the de
 the store in one transaction before anyone is told. Updates from elsewhere (a sync link, or another
 process on the same profile) are persisted first and applied second, so a crash can never leave
 in memory — and on the wire — an edit that the disk does not have.
+
+Whether an update changed anything, and what a local edit changed, is read from the document's own
+transaction events rather than from state vectors: a state vector does not show deletions, and
+``get_update(state)`` carries the document's whole delete set, not just this edit's deletions.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from pycrdt import Doc, Map
+from pycrdt import Doc, Map, TransactionEvent, merge_updates
 
 from focusmate.errors import StoreError, ValidationError
 from focusmate.store import COMPACT_AFTER_UPDATES, Store
@@ -33,10 +37,11 @@ class CrdtDocument:
         self.doc_id = doc_id
         self.kind = kind
         store.ensure_document(doc_id, kind=kind, now=now)
-        self.doc: Doc[Any] = Doc()
         self._seen_seq = 0
         self._listeners: list[ChangeListener] = []
         self._editing = False
+        self._committed: list[bytes] = []  # updates of the document's transactions, as they end
+        self.doc: Doc[Any] = self._new_doc()
         self.refresh()
 
     # -- reading other writers ------------------------------------------------------------------
@@ -46,9 +51,7 @@ class CrdtDocument:
         log = self.store.read_log(self.doc_id, after_seq=self._seen_seq)
         changed = False
         for update in ([log.snapshot] if log.snapshot is not None else []) + log.updates:
-            before = self.doc.get_state()
-            self.doc.apply_update(update)
-            if self.doc.get_state() != before or _has_deletions(update):
+            if self._apply(update):
                 changed = True
                 self._notify(update, "store")
         self._seen_seq = log.last_seq
@@ -60,22 +63,22 @@ class CrdtDocument:
     def edit(self, *, now: float) -> Iterator[Doc[Any]]:
         """Edit the document; the resulting update is committed when the block ends.
 
-        If committing fails (disk full, read-only profile) the in-memory document is reloaded
-        from the store, so it never holds an edit that is not on disk.
+        If the block raises, or committing fails (disk full, read-only profile), the in-memory
+        document is reloaded from the store, so it never holds an edit that is not on disk.
         """
         if self._editing:
             raise RuntimeError("nested CrdtDocument.edit")
         self._editing = True
         try:
-            before = self.doc.get_state()
-            with self.doc.transaction(origin=LOCAL_ORIGIN):
-                yield self.doc
-            update = self.doc.get_update(before)
-            if update == EMPTY_UPDATE:
-                return
+            self._committed.clear()
             try:
+                with self.doc.transaction(origin=LOCAL_ORIGIN):
+                    yield self.doc
+                update = self._take_committed()
+                if update is None:
+                    return
                 self.store.append_update(self.doc_id, update, origin=LOCAL_ORIGIN, now=now)
-            except StoreError:
+            except BaseException:
                 self._reload()
                 raise
         finally:
@@ -93,9 +96,7 @@ class CrdtDocument:
         """
         validate_update(update)
         self.store.append_update(self.doc_id, update, origin=origin, now=now)
-        before = self.doc.get_state()
-        self.doc.apply_update(update)
-        changed = self.doc.get_state() != before or _has_deletions(update)
+        changed = self._apply(update)
         if changed:
             self._notify(update, origin)
         self._maybe_compact(now=now)
@@ -124,14 +125,43 @@ class CrdtDocument:
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _new_doc(self) -> Doc[Any]:
+        doc: Doc[Any] = Doc()
+        doc.observe(self._on_transaction)
+        return doc
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        # Runs while the transaction commits: only record, never read the document here.
+        self._committed.append(event.update)
+
+    def _take_committed(self) -> bytes | None:
+        """The update of the transactions ended since the last call; None if they were empty."""
+        updates = [u for u in self._committed if u != EMPTY_UPDATE]
+        self._committed.clear()
+        if not updates:
+            return None
+        return updates[0] if len(updates) == 1 else merge_updates(*updates)
+
+    def _apply(self, update: bytes) -> bool:
+        """Apply an update to memory; True when it changed anything (deletions included)."""
+        self._committed.clear()
+        self.doc.apply_update(update)
+        return self._take_committed() is not None
+
     def _reload(self) -> None:
-        self.doc = Doc()
+        self._committed.clear()
+        self.doc = self._new_doc()
         self._seen_seq = 0
         self.refresh()
 
     def _maybe_compact(self, *, now: float) -> None:
-        if self.store.pending_update_count(self.doc_id) >= COMPACT_AFTER_UPDATES:
-            self.store.compact(self.doc_id, now=now)
+        """Compact a long log. The update that triggered this is already committed, so a failed
+        compaction (a full disk, say) is not the caller's error: a later write retries it."""
+        try:
+            if self.store.pending_update_count(self.doc_id) >= COMPACT_AFTER_UPDATES:
+                self.store.compact(self.doc_id, now=now)
+        except StoreError:
+            pass
 
 
 def validate_update(update: bytes) -> None:
@@ -144,12 +174,3 @@ def validate_update(update: bytes) -> None:
         if isinstance(err, KeyboardInterrupt | SystemExit):
             raise
         raise ValidationError(f"malformed document update: {err}") from err
-
-
-def _has_deletions(update: bytes) -> bool:
-    """Whether a v1 update carries a non-empty delete set, which the state vector does not show.
-
-    The delete set closes the update; empty, it is the single var-uint 0. Non-empty, it ends
-    with a range length >= 1, whose var-uint encoding never ends in a zero byte.
-    """
-    return not update.endswith(b"\x00")

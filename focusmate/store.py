@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,8 @@ class Store:
         """Roll back if a transaction is still open; SQLite rolls back by itself after some
         errors (I/O, full disk), and a second ROLLBACK would hide the error that matters."""
         if self._conn.in_transaction:
-            try:
+            with suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -170,6 +168,8 @@ class Store:
     # -- documents ------------------------------------------------------------------------------
 
     def ensure_document(self, doc_id: str, *, kind: str, now: float) -> None:
+        if self.has_document(doc_id):  # no write: a read-only profile still opens its documents
+            return
         with self.transaction() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO documents(doc_id, kind, created_at) VALUES (?, ?, ?)",

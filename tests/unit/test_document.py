@@ -1,0 +1,281 @@
+"""CrdtDocument: local edits are committed before anyone hears of them, remote updates are checked,
+persisted and only then applied, and listeners hear about every real change — deletions too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Map
+
+from focusmate.document import MAX_UPDATE_BYTES, CrdtDocument
+from focusmate.errors import StoreError, ValidationError
+from focusmate.store import Store
+
+
+class Peer:
+    """Another replica of the document, whose edits arrive as update bytes."""
+
+    def __init__(self) -> None:
+        self.doc: Doc[Any] = Doc()
+        self.updates: list[bytes] = []
+        self.doc.observe(lambda event: self.updates.append(event.update))
+
+    @property
+    def board(self) -> Map[Any]:
+        return self.doc.get("board", type=Map)
+
+    def set(self, key: str, value: str) -> bytes:
+        with self.doc.transaction():
+            self.board[key] = value
+        return self.updates[-1]
+
+    def delete(self, key: str) -> bytes:
+        with self.doc.transaction():
+            del self.board[key]
+        return self.updates[-1]
+
+
+@pytest.fixture
+def store(profile_dir: Path) -> Iterator[Store]:
+    with Store(profile_dir / "focusmate.db") as store:
+        yield store
+
+
+@pytest.fixture
+def document(store: Store) -> CrdtDocument:
+    return CrdtDocument(store, "room-1", kind="room", now=1.0)
+
+
+def board(document: CrdtDocument) -> dict[str, Any]:
+    return dict(document.map("board").to_py() or {})
+
+
+def reopened(store: Store) -> dict[str, Any]:
+    return board(CrdtDocument(store, "room-1", kind="room", now=9.0))
+
+
+# -- local edits ----------------------------------------------------------------------------------
+
+
+def test_edit_commits_one_update_per_block(store: Store, document: CrdtDocument) -> None:
+    with document.edit(now=2.0) as doc:
+        doc.get("board", type=Map)["a"] = "1"
+        doc.get("board", type=Map)["b"] = "2"
+    with document.edit(now=3.0):
+        document.map("board")["c"] = "3"
+
+    assert store.pending_update_count("room-1") == 2
+    assert reopened(store) == {"a": "1", "b": "2", "c": "3"}
+
+
+def test_empty_edit_commits_nothing_even_after_a_deletion(
+    store: Store, document: CrdtDocument
+) -> None:
+    with document.edit(now=2.0):
+        document.map("board")["a"] = "1"
+    with document.edit(now=3.0):
+        del document.map("board")["a"]
+    heard: list[str] = []
+    document.on_change(lambda _update, origin: heard.append(origin))
+
+    with document.edit(now=4.0):
+        document.map("board")  # read, change nothing
+
+    assert store.pending_update_count("room-1") == 2
+    assert heard == []
+
+
+def test_edit_of_a_deletion_commits_only_that_deletion(
+    store: Store, document: CrdtDocument
+) -> None:
+    with document.edit(now=2.0):
+        document.map("board").update({"a": "1", "b": "2"})
+    with document.edit(now=3.0):
+        del document.map("board")["a"]
+    with document.edit(now=4.0):
+        del document.map("board")["b"]
+
+    # The last update holds one deletion, not the document's whole delete set again.
+    log = store.read_log("room-1")
+    assert len(log.updates[2]) <= len(log.updates[1])
+    assert reopened(store) == {}
+
+
+def test_edit_block_that_raises_leaves_nothing_in_memory_or_on_disk(
+    store: Store, document: CrdtDocument
+) -> None:
+    with document.edit(now=2.0):
+        document.map("board")["kept"] = "yes"
+
+    def edit_failing_halfway() -> None:
+        with document.edit(now=3.0):
+            document.map("board")["half"] = "written"
+            raise KeyError("validation failed halfway")
+
+    with pytest.raises(KeyError):
+        edit_failing_halfway()
+
+    assert board(document) == {"kept": "yes"}
+    assert reopened(store) == {"kept": "yes"}
+    with document.edit(now=4.0):  # the document is usable afterwards
+        document.map("board")["next"] = "ok"
+    assert reopened(store) == {"kept": "yes", "next": "ok"}
+
+
+def test_nested_edit_is_refused(document: CrdtDocument) -> None:
+    def nest() -> None:
+        with document.edit(now=2.0), document.edit(now=2.0):
+            document.map("board")["a"] = "1"
+
+    with pytest.raises(RuntimeError, match="nested"):
+        nest()
+    assert board(document) == {}
+
+
+def test_edit_that_cannot_be_committed_is_dropped_from_memory(
+    store: Store, document: CrdtDocument
+) -> None:
+    with document.edit(now=2.0):
+        document.map("board")["kept"] = "yes"
+    store._conn.execute("PRAGMA query_only = ON")  # every write now fails inside SQLite
+
+    with pytest.raises(StoreError, match="read-only"), document.edit(now=3.0):
+        document.map("board")["lost"] = "no"
+
+    assert board(document) == {"kept": "yes"}
+
+
+# -- remote updates -------------------------------------------------------------------------------
+
+
+def test_remote_update_is_persisted_and_applied(store: Store, document: CrdtDocument) -> None:
+    peer = Peer()
+    heard: list[tuple[bytes, str]] = []
+    document.on_change(lambda update, origin: heard.append((update, origin)))
+
+    update = peer.set("task", "write report")
+    assert document.apply_remote(update, origin="peer:bob", now=2.0) is True
+
+    assert board(document) == {"task": "write report"}
+    assert heard == [(update, "peer:bob")]
+    assert reopened(store) == {"task": "write report"}
+
+
+def test_remote_update_that_cannot_be_persisted_is_not_applied(
+    store: Store, document: CrdtDocument
+) -> None:
+    peer = Peer()
+    store._conn.execute("PRAGMA query_only = ON")
+
+    with pytest.raises(StoreError):
+        document.apply_remote(peer.set("task", "x"), origin="peer:bob", now=2.0)
+
+    assert board(document) == {}
+
+
+def _truncated_update() -> bytes:
+    update = Peer().set("task", "a real update, cut short")
+    return update[: len(update) - 5]
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        pytest.param(b"\xff\xfe garbage \x00\x01", id="garbage"),
+        pytest.param(_truncated_update(), id="truncated"),
+        pytest.param(b"\x00" * (MAX_UPDATE_BYTES + 1), id="oversized"),
+    ],
+)
+def test_malformed_remote_update_is_rejected_untouched(
+    store: Store, document: CrdtDocument, update: bytes
+) -> None:
+    peer = Peer()
+    document.apply_remote(peer.set("task", "before"), origin="peer:bob", now=2.0)
+    heard: list[str] = []
+    document.on_change(lambda _update, origin: heard.append(origin))
+
+    with pytest.raises(ValidationError):
+        document.apply_remote(update, origin="peer:mallory", now=3.0)
+
+    assert store.pending_update_count("room-1") == 1
+    assert board(document) == {"task": "before"}
+    assert heard == []
+
+
+def test_duplicate_remote_update_changes_nothing(document: CrdtDocument) -> None:
+    peer = Peer()
+    added = peer.set("task", "x")
+    removed = peer.delete("task")
+    document.apply_remote(added, origin="peer:bob", now=2.0)
+    document.apply_remote(removed, origin="peer:bob", now=3.0)
+    heard: list[str] = []
+    document.on_change(lambda _update, origin: heard.append(origin))
+
+    assert document.apply_remote(added, origin="peer:carol", now=4.0) is False
+    assert document.apply_remote(removed, origin="peer:carol", now=5.0) is False
+    assert heard == []
+
+
+def test_remote_deletion_is_noticed(document: CrdtDocument) -> None:
+    peer = Peer()
+    document.apply_remote(peer.set("task", "x"), origin="peer:bob", now=2.0)
+    heard: list[str] = []
+    document.on_change(lambda _update, origin: heard.append(origin))
+
+    assert document.apply_remote(peer.delete("task"), origin="peer:bob", now=3.0) is True
+
+    assert board(document) == {}
+    assert heard == ["peer:bob"]
+
+
+def test_remote_updates_out_of_order_survive_compaction(
+    store: Store, document: CrdtDocument
+) -> None:
+    peer = Peer()
+    first = peer.set("a", "1")
+    second = peer.set("b", "2")
+    deletion = peer.delete("a")
+    # The later updates arrive first: the document holds them pending until `first` comes.
+    document.apply_remote(second, origin="peer:bob", now=2.0)
+    document.apply_remote(deletion, origin="peer:bob", now=3.0)
+    store.compact("room-1", now=4.0)
+
+    late = CrdtDocument(store, "room-1", kind="room", now=5.0)
+    late.apply_remote(first, origin="peer:bob", now=6.0)
+
+    assert board(late) == {"b": "2"}
+
+
+# -- listeners ------------------------------------------------------------------------------------
+
+
+def test_listener_hears_local_edits_and_can_unsubscribe(
+    store: Store, document: CrdtDocument
+) -> None:
+    heard: list[tuple[bytes, str]] = []
+    unsubscribe = document.on_change(lambda update, origin: heard.append((update, origin)))
+
+    with document.edit(now=2.0):
+        document.map("board")["a"] = "1"
+    unsubscribe()
+    with document.edit(now=3.0):
+        document.map("board")["b"] = "2"
+
+    assert [origin for _, origin in heard] == ["local"]
+    # The update handed over is the committed one: a peer applying it gets the edit.
+    assert heard[0][0] == store.read_log("room-1").updates[0]
+    replica: Doc[Any] = Doc()
+    replica.apply_update(heard[0][0])
+    assert replica.get("board", type=Map).to_py() == {"a": "1"}
+
+
+def test_refresh_does_not_report_own_edits_back(store: Store, document: CrdtDocument) -> None:
+    with document.edit(now=2.0):
+        document.map("board")["a"] = "1"
+    with document.edit(now=3.0):
+        del document.map("board")["a"]
+
+    assert document.refresh() is False
