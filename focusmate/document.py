@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from pycrdt import Doc, Map, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, TransactionEvent, get_update, merge_updates
 
 from focusmate.errors import StoreError, ValidationError
 from focusmate.store import COMPACT_AFTER_UPDATES, Store
@@ -41,20 +41,35 @@ class CrdtDocument:
         self._listeners: list[ChangeListener] = []
         self._editing = False
         self._committed: list[bytes] = []  # updates of the document's transactions, as they end
+        self._waiting: list[bytes] = []  # updates not yet fully integrated (a gap before them)
+        self._rebuild = False
         self.doc: Doc[Any] = self._new_doc()
         self.refresh()
 
     # -- reading other writers ------------------------------------------------------------------
 
     def refresh(self) -> bool:
-        """Apply what other processes committed since we last looked; True when anything came."""
-        log = self.store.read_log(self.doc_id, after_seq=self._seen_seq)
-        changed = False
-        for update in ([log.snapshot] if log.snapshot is not None else []) + log.updates:
-            if self._apply(update):
-                changed = True
-                self._notify(update, "store")
+        """Apply what other processes committed since we last looked; True when anything came.
+
+        The log is merged into one update before it is applied: Yrs can drop a map entry when a
+        client's updates are applied one by one out of order, but merges them correctly. While
+        a gap is open (an update arrived before one it depends on), the document is rebuilt from
+        the whole log instead, for the same reason.
+        """
+        rebuild = self._rebuild or self._gapped
+        log = self.store.read_log(self.doc_id, after_seq=0 if rebuild else self._seen_seq)
+        parts = ([log.snapshot] if log.snapshot is not None else []) + log.updates
         self._seen_seq = log.last_seq
+        if rebuild:
+            self.doc = self._new_doc()
+            self._waiting.clear()
+            self._rebuild = False
+        if not parts:
+            return False
+        update = parts[0] if len(parts) == 1 else merge_updates(*parts)
+        changed = self._apply(update)
+        if changed:
+            self._notify(update, "store")
         return changed
 
     # -- local edits ----------------------------------------------------------------------------
@@ -96,9 +111,12 @@ class CrdtDocument:
         """
         validate_update(update)
         self.store.append_update(self.doc_id, update, origin=origin, now=now)
-        changed = self._apply(update)
-        if changed:
-            self._notify(update, origin)
+        if self._gapped:
+            changed = self.refresh()  # rebuilds from the whole log, this update included
+        else:
+            changed = self._apply(update)
+            if changed:
+                self._notify(update, origin)
         self._maybe_compact(now=now)
         return changed
 
@@ -143,15 +161,24 @@ class CrdtDocument:
         return updates[0] if len(updates) == 1 else merge_updates(*updates)
 
     def _apply(self, update: bytes) -> bool:
-        """Apply an update to memory; True when it changed anything (deletions included)."""
+        """Apply an update to memory; True when it changed anything (deletions included).
+
+        Afterwards, ``_gapped`` says whether some update is still waiting for one it depends
+        on: part of it lies beyond what the document's state vector covers.
+        """
         self._committed.clear()
         self.doc.apply_update(update)
+        state = self.doc.get_state()
+        self._waiting = [u for u in (*self._waiting, update) if _has_structs(get_update(u, state))]
         return self._take_committed() is not None
+
+    @property
+    def _gapped(self) -> bool:
+        return bool(self._waiting)
 
     def _reload(self) -> None:
         self._committed.clear()
-        self.doc = self._new_doc()
-        self._seen_seq = 0
+        self._rebuild = True
         self.refresh()
 
     def _maybe_compact(self, *, now: float) -> None:
@@ -162,6 +189,11 @@ class CrdtDocument:
                 self.store.compact(self.doc_id, now=now)
         except StoreError:
             pass
+
+
+def _has_structs(update: bytes) -> bool:
+    """Whether a v1 update inserts anything: its first var-uint counts the clients with structs."""
+    return not update.startswith(b"\x00")
 
 
 def validate_update(update: bytes) -> None:

@@ -60,9 +60,7 @@ def send(source: User, target: User, *, now: float = T0) -> None:
     target.doc.apply_remote(delta, origin="peer", now=now)
 
 
-def room_with(
-    directory: Path, *names: str, settings: RoomSettings | None = None
-) -> list[User]:
+def room_with(directory: Path, *names: str, settings: RoomSettings | None = None) -> list[User]:
     """The first name creates the room; the others receive it and join; all are in sync."""
     users = [make_user(directory, name) for name in names]
     owner = users[0]
