@@ -273,6 +273,11 @@ class Room:
             self._map("timer")["state"] = state.to_dict()
 
     def require_active_member(self) -> None:
+        if not self.exists:
+            raise FocusMateError(
+                "This room has not arrived yet: its timer and board sync in once a member or a "
+                "relay is reachable."
+            )
         if self.deleted:
             raise FocusMateError("This room was deleted by its owner.")
         member = self.members().get(self.me.user_id)

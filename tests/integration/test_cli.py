@@ -154,6 +154,9 @@ def test_a_teammate_joins_by_code_and_sees_the_same_timer_and_board(
 
     joined = bob.json("room", "join", room["invite_code"].lower())  # typed in lower case
     assert joined["room_id"] == room["room_id"] and joined["synced"] is False
+    # Until the room arrives there is no timer to run and no board to post on.
+    assert "not arrived yet" in bob.fails("timer", "start", room["room_id"])
+    assert "not arrived yet" in bob.fails("post", room["room_id"], "too early")
 
     sync_room(alice, bob, room["room_id"], clock)
     sync_room(bob, alice, room["room_id"], clock)
