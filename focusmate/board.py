@@ -91,75 +91,53 @@ class Board:
 
     def post(self, body: str, *, now: float) -> str:
         self.room.require_active_member()
-        post_id = self._new_id()
-        record = self._signed(
-            "post",
-            post_id=post_id,
-            author=self.identity.user_id,
-            body=validate_body(body, limit=POST_MAX, what="post"),
-            created_at=now,
-            edited_at=None,
-            deleted=False,
-        )
-        with self.room.document.edit(now=now):
-            self._map("posts")[post_id] = record
-        return post_id
+        text = validate_body(body, limit=POST_MAX, what="post")
+        return self._create("post", now=now, body=text)
 
     def edit_post(self, post_id: str, body: str, *, now: float) -> None:
-        old = self._own("posts", post_id, what="post")
-        record = self._signed(
-            "post",
-            **{
-                **_fields("post", old),
-                "body": validate_body(body, limit=POST_MAX, what="post"),
-                "edited_at": now,
-            },
-        )
-        with self.room.document.edit(now=now):
-            self._map("posts")[post_id] = record
+        text = validate_body(body, limit=POST_MAX, what="post")
+        self._replace_own("post", post_id, now=now, body=text, edited_at=now)
 
     def delete_post(self, post_id: str, *, now: float) -> None:
-        old = self._own("posts", post_id, what="post")
-        record = self._signed(
-            "post", **{**_fields("post", old), "body": "", "edited_at": now, "deleted": True}
-        )
-        with self.room.document.edit(now=now):
-            self._map("posts")[post_id] = record
+        self._replace_own("post", post_id, now=now, body="", edited_at=now, deleted=True)
 
     def comment(self, post_id: str, body: str, *, now: float) -> str:
         self.room.require_active_member()
         self._existing("posts", post_id, what="post")
-        comment_id = self._new_id()
-        record = self._signed(
-            "comment",
-            comment_id=comment_id,
-            post_id=post_id,
-            author=self.identity.user_id,
-            body=validate_body(body, limit=COMMENT_MAX, what="comment"),
-            created_at=now,
-            edited_at=None,
-            deleted=False,
-        )
-        with self.room.document.edit(now=now):
-            self._map("comments")[comment_id] = record
-        return comment_id
+        text = validate_body(body, limit=COMMENT_MAX, what="comment")
+        return self._create("comment", now=now, post_id=post_id, body=text)
 
     def edit_comment(self, comment_id: str, body: str, *, now: float) -> None:
-        old = self._own("comments", comment_id, what="comment")
         text = validate_body(body, limit=COMMENT_MAX, what="comment")
-        record = self._signed(
-            "comment", **{**_fields("comment", old), "body": text, "edited_at": now}
-        )
-        with self.room.document.edit(now=now):
-            self._map("comments")[comment_id] = record
+        self._replace_own("comment", comment_id, now=now, body=text, edited_at=now)
 
     def delete_comment(self, comment_id: str, *, now: float) -> None:
-        old = self._own("comments", comment_id, what="comment")
+        self._replace_own("comment", comment_id, now=now, body="", edited_at=now, deleted=True)
+
+    def _create(self, kind: str, *, now: float, **fields: Any) -> str:
+        """Sign and store a new post or comment by the local user; returns its id."""
+        item_id = self._new_id()
         record = self._signed(
-            "comment", **{**_fields("comment", old), "body": "", "edited_at": now, "deleted": True}
+            kind,
+            **{
+                f"{kind}_id": item_id,
+                "author": self.identity.user_id,
+                "created_at": now,
+                "edited_at": None,
+                "deleted": False,
+                **fields,
+            },
         )
         with self.room.document.edit(now=now):
-            self._map("comments")[comment_id] = record
+            self._map(f"{kind}s")[item_id] = record
+        return item_id
+
+    def _replace_own(self, kind: str, item_id: str, *, now: float, **changes: Any) -> None:
+        """Re-sign one of the local user's own records with ``changes`` (an edit or a delete)."""
+        old = self._own(f"{kind}s", item_id, what=kind)
+        record = self._signed(kind, **{**_fields(kind, old), **changes})
+        with self.room.document.edit(now=now):
+            self._map(f"{kind}s")[item_id] = record
 
     def like(self, post_id: str, *, now: float) -> None:
         self.room.require_active_member()
