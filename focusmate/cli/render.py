@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -61,13 +62,7 @@ def room_dict(room: Room, *, now: float, invite: dict[str, str] | None = None) -
         "owner": room.owner_id,
         "deleted": room.deleted,
         "synced": room.exists,
-        "settings": {
-            "focus_min": settings.focus_min,
-            "short_break_min": settings.short_break_min,
-            "long_break_min": settings.long_break_min,
-            "rounds_before_long": settings.rounds_before_long,
-            "auto_advance": settings.auto_advance,
-        },
+        "settings": {k: v for k, v in asdict(settings).items() if k != "name"},
         "members": [
             {
                 "user_id": m.user_id,
@@ -106,29 +101,7 @@ def room_text(room: Room, *, now: float) -> str:
 
 
 def post_dict(post: Post) -> dict[str, Any]:
-    return {
-        "post_id": post.post_id,
-        "author": post.author,
-        "author_name": post.author_name,
-        "body": post.body,
-        "created_at": post.created_at,
-        "edited_at": post.edited_at,
-        "verified": post.verified,
-        "likes": post.likes,
-        "liked_by_me": post.liked_by_me,
-        "comments": [
-            {
-                "comment_id": c.comment_id,
-                "author": c.author,
-                "author_name": c.author_name,
-                "body": c.body,
-                "created_at": c.created_at,
-                "edited_at": c.edited_at,
-                "verified": c.verified,
-            }
-            for c in post.comments
-        ],
-    }
+    return asdict(post)
 
 
 def post_text(post: Post) -> str:
