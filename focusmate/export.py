@@ -40,7 +40,7 @@ def export_data(ws: Workspace, *, with_identity: bool = False) -> dict[str, Any]
                 "room_id": room.room_id,
                 "name": room.name,
                 "secret": _b64(secret),
-                "document": _b64(room.document.encode_update()),
+                "document": _b64(ws.document(room.room_id, kind=ROOM_KIND).encode_update()),
             }
         )
     stats = ws.stats()

@@ -3,9 +3,10 @@
 The room secret is 12 random bytes (96 bits). Everything else is derived from it one way, so the
 code alone is a complete invite and the secret itself never has to cross the wire:
 
-* the room id (shown everywhere, used as the document id) is a hash of the secret;
-* relays get a token derived from it (``relay_token``); LAN peers prove knowledge of it with an
-  HMAC over a fresh nonce (``membership_proof``).
+* relays get a token that is a hash of it (``relay_token``);
+* the room id (shown everywhere, used as the document id) is a hash of that token, so a relay
+  checks ``room_id_for_token(token) == doc_id`` without ever seeing the secret;
+* LAN peers prove knowledge of the secret with an HMAC over a fresh nonce (``membership_proof``).
 
 A code looks like ``7KQ2M9X-4TRVB0C-H8PZWEN`` (the last character is a check character that
 catches typos). A link is ``focusmate://join/<code>?name=<room name>&relay=<url>``; the name and
@@ -36,15 +37,26 @@ def new_room_secret() -> bytes:
     return secrets.token_bytes(SECRET_BYTES)
 
 
+def relay_token(secret: bytes) -> str:
+    """What a relay checks to admit a client to the room's document (64 hex characters).
+
+    A one-way hash of the secret: holding it opens the room's document on a relay and nothing
+    else, and it cannot be turned back into the secret (which would let its holder pass the LAN
+    membership proof or read the invite code).
+    """
+    return hashlib.sha256(b"focusmate/relay-token/v1" + secret).hexdigest()
+
+
 def room_id_for(secret: bytes) -> str:
     """The public id of the room a secret opens (32 hex characters)."""
-    return hashlib.sha256(b"focusmate/room-id/v1" + secret).hexdigest()[:32]
+    return room_id_for_token(relay_token(secret))
 
 
-def relay_token(secret: bytes) -> str:
-    """What a relay checks to admit a client to the room's document; useless to open others."""
-    mac = hmac.new(secret, b"focusmate/relay-token/v1" + room_id_for(secret).encode(), "sha256")
-    return mac.hexdigest()
+def room_id_for_token(token: str) -> str:
+    """The room id a relay token opens, so a relay can check a token without knowing the secret."""
+    return hashlib.sha256(b"focusmate/room-id/v1" + token.encode("ascii", "replace")).hexdigest()[
+        :32
+    ]
 
 
 def membership_proof(secret: bytes, *, nonce: bytes, context: bytes) -> bytes:

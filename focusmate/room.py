@@ -19,14 +19,14 @@ crash anyone's app.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from pycrdt import Map
+from pycrdt import Doc, Map
 
 from focusmate import timer
-from focusmate.document import CrdtDocument
 from focusmate.errors import FocusMateError, PermissionDeniedError, ValidationError
 from focusmate.identity import PublicIdentity
 
@@ -126,10 +126,23 @@ class Member:
         return self.left_at is None
 
 
-class Room:
-    """Typed operations over one room document. ``me`` is the local user."""
+class RoomDocument(Protocol):
+    """What a room needs of its document: a :class:`~focusmate.document.CrdtDocument` in the app,
+    a scratch document on a relay that hosts the room's timer."""
 
-    def __init__(self, document: CrdtDocument, *, me: PublicIdentity) -> None:
+    @property
+    def doc_id(self) -> str: ...
+
+    def map(self, name: str) -> Map[Any]: ...
+
+    def edit(self, *, now: float) -> AbstractContextManager[Doc[Any]]: ...
+
+
+class Room:
+    """Typed operations over one room document. ``me`` is the local user (on a relay: the member
+    whose command is being applied)."""
+
+    def __init__(self, document: RoomDocument, *, me: PublicIdentity) -> None:
         self.document = document
         self.me = me
 

@@ -2,3 +2,7 @@
 
 Imports ``sync``'s protocol and ``focusmate``'s timer and ids; never Qt.
 """
+
+from focusmate import __version__
+
+__all__ = ["__version__"]

@@ -1,30 +1,174 @@
-"""``focusmate-relay``: the relay's command line (composition root of the relay server)."""
+"""``focusmate-relay``: serve, and administer a relay's data directory.
+
+The composition root of the relay: it builds the configuration from flags and environment
+variables (``FOCUSMATE_RELAY_*``), then the server, and runs it until SIGTERM or SIGINT, which
+drain it (close connections with 1001, commit everything received, exit 0).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
 
-from focusmate import __version__
+from relay import __version__
+from relay.admin import ADMIN_COMMANDS, add_admin_parsers, run_admin
+from relay.config import Limits, RelayConfig
+from relay.logs import configure, fields
+from relay.server import Relay
+from relay.storage import StorageError
+
+ENV_PREFIX = "FOCUSMATE_RELAY_"
+LOCK_NAME = "relay.lock"
+log = logging.getLogger("focusmate.relay")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name, default)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="focusmate-relay",
-        description="The FocusMate relay: syncs rooms for remote groups.",
+        description="The FocusMate relay: syncs rooms for remote groups, hosts their timers and "
+        "keeps end-to-end-encrypted direct messages until they are fetched.",
     )
     parser.add_argument("--version", action="version", version=f"focusmate-relay {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(_env("DATA_DIR", "relay-data") or "relay-data"),
+        help="where the database lives (env FOCUSMATE_RELAY_DATA_DIR; default ./relay-data)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the relay")
+    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="(env ..._HOST)")
+    serve.add_argument(
+        "--port", type=int, default=int(_env("PORT", "8765") or 8765), help="0 picks a free port"
+    )
+    serve.add_argument("--tls-cert", type=Path, default=_path_env("TLS_CERT"))
+    serve.add_argument("--tls-key", type=Path, default=_path_env("TLS_KEY"))
+    serve.add_argument(
+        "--public-url",
+        action="append",
+        default=[u for u in (_env("PUBLIC_URL") or "").split(",") if u],
+        help="an address clients dial, e.g. wss://relay.example.org (repeatable; env "
+        "FOCUSMATE_RELAY_PUBLIC_URL, comma-separated). Identity handshakes must name one.",
+    )
+    serve.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a limit, e.g. max_frame_bytes=262144 (env FOCUSMATE_RELAY_LIMIT_<NAME>); "
+        "names: " + ", ".join(f.name for f in dataclasses.fields(Limits)),
+    )
+    serve.add_argument(
+        "--idle-document-seconds",
+        type=float,
+        default=float(_env("IDLE_DOCUMENT_SECONDS", "60") or 60),
+    )
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    add_admin_parsers(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print(
-        "focusmate-relay: this version has no relay server yet; FocusMate works offline and "
-        "on the LAN without one.",
-        file=sys.stderr,
-    )
+def _path_env(name: str) -> Path | None:
+    value = _env(name)
+    return Path(value) if value else None
+
+
+def parse_limits(overrides: Sequence[str], environ: dict[str, str]) -> Limits:
+    """Limits from ``FOCUSMATE_RELAY_LIMIT_<NAME>`` variables, then ``--limit`` flags."""
+    known = {f.name: f for f in dataclasses.fields(Limits)}
+    pairs = [
+        (key[len(ENV_PREFIX + "LIMIT_") :].lower(), value)
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX + "LIMIT_")
+    ]
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--limit takes NAME=VALUE, not {item!r}")
+        pairs.append((name.strip(), value.strip()))
+    values: dict[str, Any] = {}
+    for name, value in pairs:
+        if name not in known:
+            raise ValueError(f"unknown limit {name!r}")
+        kind = int if known[name].type in (int, "int") else float
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ValueError(f"limit {name} must be a number, not {value!r}") from None
+        if number <= 0:
+            raise ValueError(f"limit {name} must be positive")
+        values[name] = number
+    return Limits(**values)
+
+
+@contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """One relay per data directory; ``admin restore`` refuses while one runs."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StorageError(f"another relay is using {data_dir}") from None
+        yield
+
+
+async def _serve(config: RelayConfig) -> None:
+    relay = Relay(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await relay.start()
+    await stop.wait()
+    await relay.stop()
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
+    stdout = stdout or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            configure(args.log_level)
+            config = RelayConfig(
+                host=args.host,
+                port=args.port,
+                data_dir=args.data_dir,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+                public_urls=tuple(args.public_url),
+                limits=parse_limits(args.limit, dict(os.environ)),
+                idle_document_seconds=args.idle_document_seconds,
+                log_level=args.log_level,
+            )
+            if (config.tls_cert is None) != (config.tls_key is None):
+                raise ValueError("--tls-cert and --tls-key go together")
+            with data_dir_lock(config.data_dir):
+                asyncio.run(_serve(config))
+            return 0
+        if args.command in ADMIN_COMMANDS:
+            result = run_admin(args, lock=data_dir_lock)
+            print(json.dumps(result, indent=2, sort_keys=True), file=stdout)
+            return 0
+    except (StorageError, ValueError, OSError) as err:
+        log.error("relay.failed", extra=fields(error=str(err)))
+        print(f"focusmate-relay: {err}", file=sys.stderr)
+        return 1
     return 2
 
 

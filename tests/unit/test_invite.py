@@ -15,6 +15,7 @@ from focusmate.invite import (
     parse_invite,
     relay_token,
     room_id_for,
+    room_id_for_token,
 )
 
 SECRET = bytes(range(SECRET_BYTES))
@@ -183,6 +184,12 @@ def test_relay_token_differs_per_secret_and_hides_it() -> None:
     assert token != relay_token(OTHER_SECRET)
     assert SECRET.hex() not in token
     assert invite_code(SECRET).replace("-", "") not in token.upper()
+
+
+def test_relay_can_check_a_token_against_the_room_id_without_the_secret() -> None:
+    assert room_id_for_token(relay_token(SECRET)) == room_id_for(SECRET)
+    assert room_id_for_token(relay_token(OTHER_SECRET)) != room_id_for(SECRET)
+    assert room_id_for_token("not-a-token") != room_id_for(SECRET)
 
 
 def test_membership_proof_differs_per_secret_nonce_and_context() -> None:

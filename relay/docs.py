@@ -1,0 +1,324 @@
+"""Documents in memory: who is subscribed, what the document holds, and presence.
+
+Rules:
+
+* An update is validated, committed (group commit), and only then added to the document and
+  forwarded to every other subscriber, in commit order. So anything a client has received
+  survives ``kill -9``, and a new subscriber's sync step 2 never contains an uncommitted update.
+* The document is kept as merged update bytes (``base``) plus the updates committed since
+  (``pending``), merged lazily when someone needs the whole state. The relay never applies
+  updates one by one, which sidesteps pycrdt's out-of-order apply bug and costs nothing per
+  update.
+* Awareness: a client id belongs to the connection that first announced it; others cannot change
+  or remove it. When a connection goes, its client ids are announced as removed.
+* A document with no subscribers and no write in flight leaves memory after
+  ``idle_document_seconds``; its log is compacted on the way out and it reloads on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pycrdt import get_state, get_update, merge_updates
+
+from focusmate.clock import Clock
+from focusmate.document import validate_update
+from focusmate.errors import ValidationError
+from relay.committer import Committer
+from relay.config import RelayConfig
+from relay.metrics import RelayMetrics
+from relay.peer import Peer
+from relay.storage import LoadedDoc, RelayStorage
+from relay.timers import new_client_id
+from sync.control import CloseCode
+from sync.wire import ProtocolError
+from sync.ysync import (
+    AuthDenied,
+    AwarenessEntry,
+    AwarenessMessage,
+    Message,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    encode_message,
+    update_message,
+)
+
+log = logging.getLogger("focusmate.relay")
+EMPTY_UPDATE = b"\x00\x00"
+
+
+@dataclass(slots=True)
+class Subscription:
+    """One peer's view of one document; ``prefix`` frames messages for its endpoint."""
+
+    peer: Peer
+    prefix: bytes
+    awareness_ids: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Presence:
+    clock: int
+    entry: AwarenessEntry
+    owner: Peer | None
+
+
+class DocState:
+    __slots__ = (
+        "_base",
+        "awareness",
+        "doc_id",
+        "idle_since",
+        "inflight",
+        "last_id",
+        "pending",
+        "relay_client_id",
+        "subs",
+        "timer_lock",
+        "unsnapshotted",
+    )
+
+    def __init__(self, doc_id: str, loaded: LoadedDoc, *, now: float) -> None:
+        self.doc_id = doc_id
+        self._base: bytes | None = None
+        self.pending: list[bytes] = list(loaded.updates)
+        self.last_id = loaded.last_id
+        self.unsnapshotted = loaded.pending
+        self.subs: dict[Peer, Subscription] = {}
+        self.awareness: dict[int, Presence] = {}
+        self.inflight = 0
+        self.idle_since: float | None = now
+        self.relay_client_id = new_client_id()  # the relay's own edits (hosted timer commands)
+        self.timer_lock = asyncio.Lock()  # one hosted command at a time, each on the last state
+
+    def merged(self) -> bytes:
+        """The whole document as one update (merging what arrived since the last call)."""
+        if self.pending:
+            parts = [self._base, *self.pending] if self._base is not None else self.pending
+            self._base = parts[0] if len(parts) == 1 else merge_updates(*parts)
+            self.pending = []
+        return self._base if self._base is not None else EMPTY_UPDATE
+
+    def add_committed(self, update: bytes, row_id: int) -> None:
+        self.pending.append(update)
+        self.last_id = row_id
+        self.unsnapshotted += 1
+
+    def broadcast(self, message: bytes, *, skip: Peer | None = None) -> int:
+        sent = 0
+        for peer, sub in self.subs.items():
+            if peer is not skip:
+                peer.send(sub.prefix + message if sub.prefix else message)
+                sent += 1
+        return sent
+
+
+class DocHub:
+    def __init__(
+        self,
+        *,
+        committer: Committer,
+        config: RelayConfig,
+        metrics: RelayMetrics,
+        clock: Clock,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.committer = committer
+        self.config = config
+        self.metrics = metrics
+        self.clock = clock
+        self.monotonic = monotonic
+        self.docs: dict[str, DocState] = {}
+        self._loading: dict[str, asyncio.Future[DocState]] = {}
+
+    # -- membership -----------------------------------------------------------------------------
+
+    async def open(self, doc_id: str) -> DocState:
+        """The document in memory, loading it once however many clients ask at the same time."""
+        state = self.docs.get(doc_id)
+        if state is not None:
+            return state
+        pending = self._loading.get(doc_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[DocState] = asyncio.get_running_loop().create_future()
+        self._loading[doc_id] = future
+        try:
+            loaded = await self.committer.read(lambda s: s.load_doc(doc_id))
+            state = DocState(doc_id, loaded, now=self.monotonic())
+            self.docs[doc_id] = state
+            self.metrics.documents.set(len(self.docs))
+            future.set_result(state)
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            del self._loading[doc_id]
+        return state
+
+    async def subscribe(self, doc_id: str, peer: Peer, *, prefix: bytes = b"") -> DocState:
+        """Add a subscriber and greet it as a y-websocket server does: sync step 1, presence."""
+        state = await self.open(doc_id)
+        state.subs[peer] = Subscription(peer, prefix)
+        state.idle_since = None
+        peer.subscriptions.add(doc_id)
+        merged = state.merged()
+        peer.send(prefix + encode_message(SyncStep1(get_state(merged))))
+        if state.awareness:
+            entries = tuple(p.entry for p in state.awareness.values())
+            peer.send(prefix + encode_message(AwarenessMessage(entries)))
+        return state
+
+    def unsubscribe(self, doc_id: str, peer: Peer) -> None:
+        state = self.docs.get(doc_id)
+        peer.subscriptions.discard(doc_id)
+        if state is None:
+            return
+        sub = state.subs.pop(peer, None)
+        if sub is not None and sub.awareness_ids:
+            gone = []
+            for client_id in sub.awareness_ids:
+                presence = state.awareness.pop(client_id, None)
+                if presence is not None:
+                    gone.append(AwarenessEntry(client_id, presence.clock + 1, None))
+            if gone:
+                state.broadcast(encode_message(AwarenessMessage(tuple(gone))))
+        if not state.subs:
+            state.idle_since = self.monotonic()
+
+    # -- messages from a subscriber -------------------------------------------------------------
+
+    def receive(self, state: DocState, peer: Peer, message: Message, raw: bytes) -> None:
+        """Handle one y-websocket message; ProtocolError closes the sender's connection."""
+        sub = state.subs.get(peer)
+        if sub is None:
+            raise ProtocolError(f"not subscribed to {state.doc_id}")
+        if isinstance(message, SyncUpdate | SyncStep2):
+            self.submit_update(state, message.update, origin=peer)
+        elif isinstance(message, SyncStep1):
+            try:
+                diff = get_update(state.merged(), message.state_vector)
+            except BaseException as err:  # pycrdt raises ValueError or panics on garbage
+                if isinstance(err, KeyboardInterrupt | SystemExit):
+                    raise
+                raise ProtocolError("malformed state vector") from None
+            peer.send(sub.prefix + encode_message(SyncStep2(diff)))
+        elif isinstance(message, AwarenessMessage):
+            self._awareness(state, sub, message, raw)
+        elif isinstance(message, QueryAwareness):
+            entries = tuple(p.entry for p in state.awareness.values())
+            peer.send(sub.prefix + encode_message(AwarenessMessage(entries)))
+        elif isinstance(message, AuthDenied):
+            raise ProtocolError("clients do not send auth messages")
+
+    def submit_update(
+        self, state: DocState, update: bytes, *, origin: Peer | None, received: float | None = None
+    ) -> asyncio.Future[int] | None:
+        """Validate, commit, then apply and forward; None for an empty update (nothing to do)."""
+        if update == EMPTY_UPDATE:
+            return None
+        try:
+            validate_update(update)
+        except ValidationError as err:
+            self.metrics.rejected.labels("invalid_update").inc()
+            raise ProtocolError(str(err)) from None
+        received = self.monotonic() if received is None else received
+        doc_id = state.doc_id
+        now = self.clock.now()
+        state.inflight += 1
+        if origin is not None:
+            origin.inflight += 1
+
+        def committed(row_id: int) -> None:
+            state.add_committed(update, row_id)
+            self.metrics.updates_in.inc()
+            sent = state.broadcast(update_message(update), skip=origin)
+            self.metrics.updates_out.inc(sent)
+            self.metrics.fanout_latency.observe(self.monotonic() - received)
+            if state.unsnapshotted >= self.config.compact_after_updates:
+                self.compact(state)
+
+        future = self.committer.submit(
+            lambda s: s.append_update(doc_id, update, now=now), on_commit=committed
+        )
+        future.add_done_callback(lambda _: self._write_done(state, origin))
+        return future
+
+    def _write_done(self, state: DocState, origin: Peer | None) -> None:
+        state.inflight -= 1
+        if origin is not None:
+            origin.update_committed()
+
+    def _awareness(
+        self, state: DocState, sub: Subscription, message: AwarenessMessage, raw: bytes
+    ) -> None:
+        accepted = []
+        limit = sub.peer.limits.awareness_clients_per_connection
+        for entry in message.entries:
+            current = state.awareness.get(entry.client_id)
+            if current is not None and current.owner is not sub.peer:
+                continue  # someone else's presence: not ours to change
+            if current is None:
+                if entry.state is None:
+                    continue
+                if entry.client_id not in sub.awareness_ids and len(sub.awareness_ids) >= limit:
+                    self.metrics.rejected.labels("awareness_clients").inc()
+                    continue
+            elif entry.clock < current.clock or (
+                entry.clock == current.clock and entry.state is not None
+            ):
+                continue  # stale
+            if entry.state is None:
+                state.awareness.pop(entry.client_id, None)
+                sub.awareness_ids.discard(entry.client_id)
+            else:
+                state.awareness[entry.client_id] = Presence(entry.clock, entry, sub.peer)
+                sub.awareness_ids.add(entry.client_id)
+            accepted.append(entry)
+        if not accepted:
+            return
+        out = raw if len(accepted) == len(message.entries) else None
+        if out is None:
+            out = encode_message(AwarenessMessage(tuple(accepted)))
+        state.broadcast(out, skip=sub.peer)
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    def compact(self, state: DocState) -> asyncio.Future[None]:
+        """Fold the committed log into a snapshot; the document stays in memory as it was."""
+        merged, upto, now = state.merged(), state.last_id, self.clock.now()
+        state.unsnapshotted = 0
+
+        def save(storage: RelayStorage) -> None:
+            storage.save_snapshot(state.doc_id, merged, upto=upto, now=now)
+
+        return self.committer.submit(save)
+
+    def evict_idle(self) -> list[str]:
+        """Drop documents idle for longer than the configured time; returns their ids."""
+        cutoff = self.monotonic() - self.config.idle_document_seconds
+        evicted = []
+        for doc_id, state in list(self.docs.items()):
+            if state.subs or state.inflight or state.idle_since is None:
+                continue
+            if state.idle_since <= cutoff:
+                if state.unsnapshotted:
+                    self.compact(state)
+                del self.docs[doc_id]
+                evicted.append(doc_id)
+        self.metrics.documents.set(len(self.docs))
+        return evicted
+
+    def drop_peer(self, peer: Peer) -> None:
+        for doc_id in list(peer.subscriptions):
+            self.unsubscribe(doc_id, peer)
+
+
+def close_for(err: ProtocolError) -> tuple[int, str]:
+    return CloseCode.BAD_FRAME, f"bad frame: {err}"

@@ -1,0 +1,168 @@
+"""Direct-message store-and-forward: the relay keeps ciphertext until the recipient says it is safe.
+
+Rules:
+
+* The relay accepts an envelope only from its authenticated sender, only if the signature checks
+  (:func:`focusmate.dm.verify_envelope`: no private key needed, none held), and only within the
+  recipient's mailbox limits (items, bytes). It never sees plaintext.
+* Accepted means committed: ``dm_accepted`` is sent after the envelope is on disk, then the
+  envelope goes live to every connection of the recipient. Sending the same envelope twice is
+  harmless (same id).
+* An item leaves the mailbox only when its recipient acknowledges it (``dm_ack``). Acknowledging
+  a message queues a "delivered" receipt for its sender; ``dm_read`` queues "read" receipts.
+  Receipts are mailbox items too: stored, delivered live, acknowledged.
+* Items older than ``mailbox_max_age_seconds`` are purged.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterable
+
+from focusmate.clock import Clock
+from focusmate.dm import Envelope, verify_envelope
+from focusmate.errors import ValidationError
+from focusmate.identity import parse_user_id
+from relay.committer import Committer
+from relay.config import Limits
+from relay.metrics import RelayMetrics
+from relay.peer import Peer
+from relay.storage import MailItem, RelayStorage
+from sync.control import DmAccepted, DmDeliver, Receipt
+
+KIND_MESSAGE = "message"
+KIND_RECEIPT = "receipt"
+RECEIPT_KINDS = frozenset({"delivered", "read"})
+
+
+class MailboxFull(ValidationError):
+    pass
+
+
+class Mailboxes:
+    def __init__(
+        self,
+        *,
+        committer: Committer,
+        limits: Limits,
+        clock: Clock,
+        metrics: RelayMetrics,
+        online: Callable[[str], Iterable[Peer]],
+    ) -> None:
+        self.committer = committer
+        self.limits = limits
+        self.clock = clock
+        self.metrics = metrics
+        self.online = online  # user id -> that user's authenticated live connections
+
+    async def send(self, sender: Peer, raw: dict[str, object]) -> None:
+        """Store and forward one envelope; ValidationError (with a reason) if refused."""
+        assert sender.identity is not None
+        envelope = Envelope.from_dict(raw)
+        if envelope.sender != sender.identity.user_id:
+            raise ValidationError("you can only send envelopes you signed yourself")
+        if not verify_envelope(envelope):
+            raise ValidationError("the envelope's signature does not verify")
+        body = envelope.to_json_bytes().decode("utf-8")
+        item = MailItem(
+            recipient=envelope.recipient,
+            id=envelope.id,
+            kind=KIND_MESSAGE,
+            body=body,
+            stored_at=self.clock.now(),
+        )
+        stored = await self.committer.submit(lambda s: self._put(s, item))
+        sender.send_control(DmAccepted(envelope.id))
+        if stored:
+            self.metrics.dms.inc()
+            self._deliver_live(item)
+
+    def _put(self, storage: RelayStorage, item: MailItem) -> bool:
+        items, size = storage.mailbox_usage(item.recipient)
+        if items + 1 > self.limits.mailbox_max_items:
+            raise MailboxFull(f"the recipient's mailbox is full ({items} items waiting)")
+        if size + len(item.body) > self.limits.mailbox_max_bytes:
+            raise MailboxFull("the recipient's mailbox is full (too many bytes waiting)")
+        return storage.put_mail(item)
+
+    async def deliver_waiting(self, peer: Peer) -> int:
+        """Send a newly authenticated connection everything waiting for its user."""
+        assert peer.identity is not None
+        user_id = peer.identity.user_id
+        items = await self.committer.read(lambda s: s.mail_for(user_id))
+        for item in items:
+            peer.send_control(_as_message(item))
+        return len(items)
+
+    async def acknowledge(self, peer: Peer, ids: Iterable[str]) -> None:
+        assert peer.identity is not None
+        user_id, wanted, now = peer.identity.user_id, list(ids), self.clock.now()
+
+        def take(storage: RelayStorage) -> list[MailItem]:
+            taken = storage.take_mail(user_id, wanted)
+            receipts = []
+            for item in taken:
+                if item.kind == KIND_MESSAGE:
+                    sender = json.loads(item.body)["sender"]
+                    receipts.append(_receipt(sender, item.id, "delivered", by=user_id, at=now))
+            for receipt in receipts:
+                storage.put_mail(receipt)  # receipts are small and never refused
+            return receipts
+
+        for receipt in await self.committer.submit(take):
+            self._deliver_live(receipt)
+
+    async def mark_read(self, peer: Peer, sender: str, message_ids: Iterable[str]) -> None:
+        assert peer.identity is not None
+        sender = parse_user_id(sender)
+        user_id, now = peer.identity.user_id, self.clock.now()
+        receipts = [_receipt(sender, mid, "read", by=user_id, at=now) for mid in message_ids]
+
+        def put(storage: RelayStorage) -> None:
+            for receipt in receipts:
+                storage.put_mail(receipt)
+
+        await self.committer.submit(put)
+        for receipt in receipts:
+            self._deliver_live(receipt)
+
+    def _deliver_live(self, item: MailItem) -> None:
+        message = _as_message(item)
+        for peer in self.online(item.recipient):
+            peer.send_control(message)
+
+    async def expire(self) -> int:
+        cutoff = self.clock.now() - self.limits.mailbox_max_age_seconds
+        return await self.committer.submit(lambda s: s.expire_mail(cutoff))
+
+    async def refresh_gauges(self) -> None:
+        """Read the totals (on a metrics scrape, not on every message)."""
+        items, size = await self.committer.read(lambda s: s.mailbox_totals())
+        self.metrics.mailbox_items.set(items)
+        self.metrics.mailbox_bytes.set(size)
+
+
+def _receipt(recipient: str, message_id: str, kind: str, *, by: str, at: float) -> MailItem:
+    receipt_id = "r" + secrets.token_hex(16)
+    body = {"id": receipt_id, "message_id": message_id, "kind": kind, "by": by, "at": at}
+    return MailItem(
+        recipient=recipient,
+        id=receipt_id,
+        kind=KIND_RECEIPT,
+        body=json.dumps(body, separators=(",", ":")),
+        stored_at=at,
+    )
+
+
+def _as_message(item: MailItem) -> DmDeliver | Receipt:
+    body = json.loads(item.body)
+    if item.kind == KIND_MESSAGE:
+        return DmDeliver(envelope=body)
+    return Receipt(
+        id=body["id"],
+        message_id=body["message_id"],
+        kind=body["kind"],
+        by=body["by"],
+        at=float(body["at"]),
+    )

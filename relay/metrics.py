@@ -1,0 +1,90 @@
+"""The relay's Prometheus metrics, in one registry per relay (no process-wide state).
+
+Names follow Prometheus conventions (``_total`` counters, base units); ``docs/operations.md``
+lists what each means and which alerts to build on them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class RelayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge(
+            "focusmate_relay_connections", "Open websocket connections.", ["endpoint"], registry=r
+        )
+        self.connections_total = Counter(
+            "focusmate_relay_connections_opened",
+            "Websocket connections accepted.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.documents = Gauge(
+            "focusmate_relay_documents_in_memory", "Documents loaded in memory.", registry=r
+        )
+        self.updates_in = Counter(
+            "focusmate_relay_updates_received",
+            "Document updates received and committed.",
+            registry=r,
+        )
+        self.updates_out = Counter(
+            "focusmate_relay_updates_forwarded",
+            "Document update messages sent to subscribers.",
+            registry=r,
+        )
+        self.bytes_in = Counter(
+            "focusmate_relay_received_bytes", "Websocket payload bytes received.", registry=r
+        )
+        self.bytes_out = Counter(
+            "focusmate_relay_sent_bytes", "Websocket payload bytes queued for sending.", registry=r
+        )
+        self.fanout_latency = Histogram(
+            "focusmate_relay_fanout_latency_seconds",
+            "From receiving an update to queueing it for every subscriber (commit included).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_batch = Histogram(
+            "focusmate_relay_commit_batch_writes",
+            "Writes per group commit.",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "focusmate_relay_commit_seconds",
+            "Time to commit one batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rejected = Counter(
+            "focusmate_relay_rejected_frames",
+            "Frames or connections refused, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.dropped_slow = Counter(
+            "focusmate_relay_slow_consumers_dropped",
+            "Connections closed because they did not read what they were sent.",
+            registry=r,
+        )
+        self.mailbox_items = Gauge(
+            "focusmate_relay_mailbox_items", "Direct messages and receipts waiting.", registry=r
+        )
+        self.mailbox_bytes = Gauge(
+            "focusmate_relay_mailbox_bytes",
+            "Bytes of direct messages and receipts waiting.",
+            registry=r,
+        )
+        self.dms = Counter("focusmate_relay_dms", "Direct messages accepted.", registry=r)
+        self.timer_commands = Counter(
+            "focusmate_relay_timer_commands", "Hosted timer commands applied.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,278 @@
+"""The relay's SQLite storage: document update logs with snapshots, and DM mailboxes.
+
+Rules:
+
+* One connection, used from one worker thread only (see :mod:`relay.committer`), so there is no
+  locking in Python and SQLite sees one writer.
+* WAL with ``synchronous=FULL``: a commit that returned is on disk; ``kill -9`` loses nothing
+  committed and never leaves half a batch.
+* A document is ``snapshot (merged updates up to row id N) + updates with id > N``; compaction
+  replaces a prefix of the log with a new snapshot in one transaction.
+* Mailbox rows are ciphertext envelopes or receipts exactly as they will be delivered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pycrdt import merge_updates
+
+APPLICATION_ID = 0x466D5452  # "FmTR"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    doc_id      TEXT PRIMARY KEY,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS doc_updates (
+    id          INTEGER PRIMARY KEY,
+    doc_id      TEXT NOT NULL,
+    data        BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS doc_updates_by_doc ON doc_updates (doc_id, id);
+CREATE TABLE IF NOT EXISTS doc_snapshots (
+    doc_id      TEXT PRIMARY KEY,
+    data        BLOB NOT NULL,
+    upto        INTEGER NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailbox (
+    recipient   TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    stored_at   REAL NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (recipient, id)
+);
+CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
+"""
+
+
+class StorageError(Exception):
+    """The data directory cannot be used (not a relay database, newer schema, unwritable)."""
+
+
+@dataclass(frozen=True)
+class LoadedDoc:
+    updates: list[bytes]  # snapshot first (if any), then the log, in commit order
+    last_id: int  # highest update row id folded in; 0 for an empty document
+    pending: int  # updates not yet folded into the snapshot
+
+
+@dataclass(frozen=True)
+class MailItem:
+    recipient: str
+    id: str
+    kind: str
+    body: str
+    stored_at: float
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    doc_id: str
+    created_at: float
+    updated_at: float
+    updates: int
+    bytes: int
+
+
+class RelayStorage:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA busy_timeout = 5000")
+            self._check_identity()
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (sqlite3.Error, OSError) as err:
+            raise StorageError(f"cannot open the relay database {path}: {err}") from None
+
+    def _check_identity(self) -> None:
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise StorageError(f"{self.path} is not a FocusMate relay database")
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path} was written by a newer relay (schema {version}); upgrade this one"
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions (the committer wraps a batch in one) ----------------------------------------
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    # -- documents ------------------------------------------------------------------------------
+
+    def append_update(self, doc_id: str, data: bytes, *, now: float) -> int:
+        self.conn.execute(
+            "INSERT INTO docs (doc_id, created_at, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (doc_id) DO UPDATE SET updated_at = excluded.updated_at",
+            (doc_id, now, now),
+        )
+        cursor = self.conn.execute(
+            "INSERT INTO doc_updates (doc_id, data) VALUES (?, ?)", (doc_id, data)
+        )
+        return int(cursor.lastrowid or 0)
+
+    def load_doc(self, doc_id: str) -> LoadedDoc:
+        snapshot = self.conn.execute(
+            "SELECT data, upto FROM doc_snapshots WHERE doc_id = ?", (doc_id,)
+        ).fetchone()
+        upto = snapshot[1] if snapshot else 0
+        rows = self.conn.execute(
+            "SELECT id, data FROM doc_updates WHERE doc_id = ? AND id > ? ORDER BY id",
+            (doc_id, upto),
+        ).fetchall()
+        updates = ([bytes(snapshot[0])] if snapshot else []) + [bytes(r[1]) for r in rows]
+        last_id = rows[-1][0] if rows else upto
+        return LoadedDoc(updates=updates, last_id=last_id, pending=len(rows))
+
+    def save_snapshot(self, doc_id: str, merged: bytes, *, upto: int, now: float) -> None:
+        """Fold the log up to row ``upto`` into ``merged`` (which must contain exactly that)."""
+        self.conn.execute(
+            "INSERT INTO doc_snapshots (doc_id, data, upto, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (doc_id) DO UPDATE SET data = excluded.data, upto = excluded.upto, "
+            "updated_at = excluded.updated_at WHERE excluded.upto >= doc_snapshots.upto",
+            (doc_id, merged, upto, now),
+        )
+        self.conn.execute("DELETE FROM doc_updates WHERE doc_id = ? AND id <= ?", (doc_id, upto))
+
+    def compact_doc(self, doc_id: str, *, now: float) -> int:
+        """Merge a document's whole log into its snapshot; returns the updates folded."""
+        loaded = self.load_doc(doc_id)
+        if loaded.pending == 0:
+            return 0
+        self.save_snapshot(doc_id, merge_updates(*loaded.updates), upto=loaded.last_id, now=now)
+        return loaded.pending
+
+    def doc_ids(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT doc_id FROM docs ORDER BY doc_id")]
+
+    def docs(self) -> list[DocInfo]:
+        rows = self.conn.execute(
+            """
+            SELECT d.doc_id, d.created_at, d.updated_at,
+                   (SELECT count(*) FROM doc_updates u WHERE u.doc_id = d.doc_id),
+                   coalesce((SELECT sum(length(data)) FROM doc_updates u
+                             WHERE u.doc_id = d.doc_id), 0)
+                   + coalesce((SELECT length(data) FROM doc_snapshots s
+                               WHERE s.doc_id = d.doc_id), 0)
+            FROM docs d ORDER BY d.updated_at DESC
+            """
+        ).fetchall()
+        return [DocInfo(*row) for row in rows]
+
+    def delete_doc(self, doc_id: str) -> None:
+        for table in ("doc_updates", "doc_snapshots", "docs"):
+            self.conn.execute(f"DELETE FROM {table} WHERE doc_id = ?", (doc_id,))
+
+    def docs_idle_since(self, before: float) -> list[str]:
+        rows = self.conn.execute("SELECT doc_id FROM docs WHERE updated_at < ?", (before,))
+        return [row[0] for row in rows]
+
+    # -- mailboxes ------------------------------------------------------------------------------
+
+    def mailbox_usage(self, recipient: str) -> tuple[int, int]:
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM mailbox WHERE recipient = ?",
+            (recipient,),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def put_mail(self, item: MailItem) -> bool:
+        """Store an item; False if one with the same id is already there (a resend)."""
+        seq = self.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM mailbox").fetchone()[0]
+        cursor = self.conn.execute(
+            "INSERT OR IGNORE INTO mailbox (recipient, id, kind, body, size, stored_at, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item.recipient, item.id, item.kind, item.body, len(item.body), item.stored_at, seq),
+        )
+        return cursor.rowcount == 1
+
+    def mail_for(self, recipient: str) -> list[MailItem]:
+        rows = self.conn.execute(
+            "SELECT recipient, id, kind, body, stored_at FROM mailbox WHERE recipient = ? "
+            "ORDER BY seq",
+            (recipient,),
+        ).fetchall()
+        return [MailItem(*row) for row in rows]
+
+    def take_mail(self, recipient: str, ids: Iterable[str]) -> list[MailItem]:
+        """Delete acknowledged items and return them (unknown ids are ignored)."""
+        taken = []
+        for item_id in ids:
+            row = self.conn.execute(
+                "DELETE FROM mailbox WHERE recipient = ? AND id = ? "
+                "RETURNING recipient, id, kind, body, stored_at",
+                (recipient, item_id),
+            ).fetchone()
+            if row is not None:
+                taken.append(MailItem(*row))
+        return taken
+
+    def expire_mail(self, before: float) -> int:
+        cursor = self.conn.execute("DELETE FROM mailbox WHERE stored_at < ?", (before,))
+        return cursor.rowcount
+
+    def mailbox_totals(self) -> tuple[int, int]:
+        row = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM mailbox").fetchone()
+        return int(row[0]), int(row[1])
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def check(self) -> str | None:
+        """None when the database answers and its header is intact; else what is wrong."""
+        try:
+            self.conn.execute("SELECT count(*) FROM docs").fetchone()
+            row = self.conn.execute("PRAGMA quick_check(1)").fetchone()
+        except sqlite3.Error as err:
+            return str(err)
+        return None if row and row[0] == "ok" else str(row[0] if row else "no answer")
+
+    def integrity_problems(self) -> list[str]:
+        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        return [] if rows == [("ok",)] else [row[0] for row in rows]
+
+    def backup_to(self, target: Path) -> None:
+        """A consistent copy through SQLite's online backup, safe while the relay runs."""
+        dest = sqlite3.connect(target)
+        try:
+            self.conn.backup(dest)
+        finally:
+            dest.close()
+
+    def stats(self) -> dict[str, int]:
+        one = self.conn.execute
+        return {
+            "documents": one("SELECT count(*) FROM docs").fetchone()[0],
+            "updates": one("SELECT count(*) FROM doc_updates").fetchone()[0],
+            "snapshots": one("SELECT count(*) FROM doc_snapshots").fetchone()[0],
+            "mailbox_items": one("SELECT count(*) FROM mailbox").fetchone()[0],
+            "mailbox_bytes": one("SELECT coalesce(sum(size), 0) FROM mailbox").fetchone()[0],
+            "database_bytes": self.path.stat().st_size if self.path.exists() else 0,
+        }

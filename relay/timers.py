@@ -1,0 +1,83 @@
+"""Hosted timers: the relay applies a member's timer command with its own clock.
+
+The relay runs the same :class:`focusmate.room.Room` logic as the app (membership check, the pure
+timer transition table) over a scratch copy of the room document, and the command's effect
+leaves as an ordinary Yjs update: committed, then fanned out like any client's. Every instant in
+the new state is on the relay's clock, so all clients count down on one timebase (each knows its
+offset to the relay from pings).
+
+The relay writes with one random Yjs client id per document load, so hosting many commands adds
+one entry to the document's state vector, not one per command.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from pycrdt import Doc, Map, TransactionEvent, merge_updates
+
+from focusmate import timer
+from focusmate.errors import ValidationError
+from focusmate.identity import PublicIdentity
+from focusmate.room import Room
+
+RELAY_ORIGIN = "relay"
+
+
+class ScratchRoomDocument:
+    """A throwaway document built from merged bytes; :meth:`edit` records the delta."""
+
+    def __init__(self, doc_id: str, merged: bytes, *, client_id: int) -> None:
+        self.doc_id = doc_id
+        self.doc: Doc[Any] = Doc(client_id=client_id)
+        self.doc.apply_update(merged)
+        self._updates: list[bytes] = []
+        self._subscription = self.doc.observe(self._record)
+
+    def _record(self, event: TransactionEvent) -> None:
+        self._updates.append(event.update)
+
+    def map(self, name: str) -> Map[Any]:
+        return cast(Map[Any], self.doc.get(name, type=Map))
+
+    @contextmanager
+    def edit(self, *, now: float) -> Iterator[Doc[Any]]:
+        with self.doc.transaction(origin=RELAY_ORIGIN):
+            yield self.doc
+
+    def delta(self) -> bytes | None:
+        updates = [u for u in self._updates if u != b"\x00\x00"]
+        if not updates:
+            return None
+        return updates[0] if len(updates) == 1 else merge_updates(*updates)
+
+
+def new_client_id() -> int:
+    return secrets.randbits(52) + 1
+
+
+def host_command(
+    *,
+    doc_id: str,
+    merged: bytes,
+    member: PublicIdentity,
+    command: str,
+    now: float,
+    client_id: int,
+) -> tuple[timer.TimerState, bytes | None]:
+    """Apply ``command`` for ``member``; the new state and the update that records it.
+
+    Raises ValidationError for an unknown command, and the room's own errors (not a member, room
+    deleted, command not allowed in this state) with the same messages the app shows.
+    """
+    try:
+        parsed = timer.Command(command)
+    except ValueError:
+        raise ValidationError(f"unknown timer command {command!r}") from None
+    document = ScratchRoomDocument(doc_id, merged, client_id=client_id)
+    room = Room(document, me=member)
+    state = room.timer_command(parsed, now=now)
+    return state, document.delta()
