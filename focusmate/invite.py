@@ -69,6 +69,11 @@ def membership_proof(secret: bytes, *, nonce: bytes, context: bytes) -> bytes:
     return hmac.new(secret, message, "sha256").digest()
 
 
+def doc_url(relay_url: str, secret: bytes) -> str:
+    """Where any Yjs client (y-websocket) syncs the room's document through ``relay_url``."""
+    return f"{relay_url.rstrip('/')}/doc/{room_id_for(secret)}?token={relay_token(secret)}"
+
+
 def invite_code(secret: bytes) -> str:
     return make_code(secret, group_size=CODE_GROUP)
 
@@ -88,6 +93,9 @@ class Invite:
     @property
     def code(self) -> str:
         return invite_code(self.secret)
+
+    def doc_urls(self) -> list[str]:
+        return [doc_url(relay, self.secret) for relay in self.relays]
 
     def link(self) -> str:
         query = []

@@ -185,11 +185,13 @@ class Workspace:
         room.join(my_name=self.display_name, now=now)
         return room
 
-    def invite_for(self, room: Room) -> Invite:
+    def invite_for(self, room: Room, *, relays: tuple[str, ...] | None = None) -> Invite:
+        """The room's invite, naming ``relays`` (default: the relays in the settings)."""
         secret = self.store.room_secret(room.room_id)
         if secret is None:
             raise NotFoundError("This profile does not hold the room's secret.")
-        return Invite(secret=secret, name_hint=room.name, relays=self.settings.relay_urls)
+        hints = self.settings.relay_urls if relays is None else relays
+        return Invite(secret=secret, name_hint=room.name, relays=hints)
 
     def leave_room(self, room: Room) -> None:
         now = self.now()

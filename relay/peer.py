@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 class Peer:
     __slots__ = (
         "_bytes",
+        "_closing",
         "_inflight_room",
         "_messages",
         "_queue",
@@ -67,6 +68,7 @@ class Peer:
         self._queue: deque[bytes | str] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._inflight_room: asyncio.Event | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._messages = TokenBucket.full(limits.messages_per_second, limits.message_burst, now=now)
         self._bytes = TokenBucket.full(limits.bytes_per_second, limits.byte_burst, now=now)
 
@@ -114,17 +116,18 @@ class Peer:
         if self.closed:
             return
         self._discard()
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(ConnectionClosed, OSError):
             await self.ws.close(code, reason[:120])
 
-    async def flush(self) -> None:
-        """Wait until the queue is written (used when draining)."""
-        writer = self._writer
-        if writer is not None:
-            await asyncio.gather(writer, return_exceptions=True)
+    async def finish(self) -> None:
+        """Wait until the queue is written and a requested close has been sent: the handler must
+        not return before, or the library would close with 1000 instead of our code."""
+        pending = [task for task in (self._writer, self._closing) if task is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # -- incoming -------------------------------------------------------------------------------
 

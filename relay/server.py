@@ -274,7 +274,7 @@ class Relay:
             peer.close(CloseCode.INTERNAL, "internal error")
         finally:
             self._forget(peer)
-            await peer.flush()
+            await peer.finish()
 
     def _forget(self, peer: Peer) -> None:
         self.peers.discard(peer)

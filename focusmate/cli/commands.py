@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from focusmate import achievements, keyfile, stats
@@ -158,19 +158,33 @@ def _settings_changes(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in pairs if value is not None}
 
 
-def _invite_fields(ctx: Context, room: Room) -> dict[str, str]:
-    invite = ctx.ws.invite_for(room)
-    return {"invite_code": invite.code, "invite_link": invite.link()}
+def _invite_fields(ctx: Context, room: Room) -> dict[str, Any]:
+    """Code, link and, per relay, the URL a Yjs client syncs the room's document at."""
+    relays = None
+    if ctx.args.relay:
+        _, parsed = parse_setting("relay_urls", ",".join(ctx.args.relay))
+        relays = cast(tuple[str, ...], parsed)
+    invite = ctx.ws.invite_for(room, relays=relays)
+    urls = invite.doc_urls()
+    return {
+        "invite_code": invite.code,
+        "invite_link": invite.link(),
+        "doc_url": urls[0] if urls else None,
+        "doc_urls": urls,
+    }
+
+
+def _invite_text(fields: dict[str, Any]) -> str:
+    lines = [f"  code: {fields['invite_code']}", f"  link: {fields['invite_link']}"]
+    lines += [f"  doc url: {url}" for url in fields["doc_urls"]]
+    return "\n".join(lines)
 
 
 def cmd_room_create(ctx: Context) -> int:
-    room, invite = ctx.ws.create_room(ctx.args.name, **_settings_changes(ctx.args))
-    data = room_dict(room, now=ctx.ws.now(), invite=_invite_fields(ctx, room))
-    text = (
-        f"Created {room.name} ({room.room_id}).\n"
-        f"Invite code: {invite.code}\nInvite link: {invite.link()}"
-    )
-    return ctx.emit(data, text)
+    room, _ = ctx.ws.create_room(ctx.args.name, **_settings_changes(ctx.args))
+    fields = _invite_fields(ctx, room)
+    data = room_dict(room, now=ctx.ws.now(), invite=fields)
+    return ctx.emit(data, f"Created {room.name} ({room.room_id}).\n{_invite_text(fields)}")
 
 
 def cmd_room_list(ctx: Context) -> int:
@@ -195,8 +209,8 @@ def cmd_room_invite(ctx: Context) -> int:
     room = ctx.room()
     fields = _invite_fields(ctx, room)
     text = (
-        f"Invite to {room.name}\n  code: {fields['invite_code']}\n  link: "
-        f"{fields['invite_link']}\nAnyone with the code can join: share it privately."
+        f"Invite to {room.name}\n{_invite_text(fields)}\n"
+        "Anyone with the code can join: share it privately."
     )
     return ctx.emit({"room_id": room.room_id, "name": room.name, **fields}, text)
 

@@ -76,6 +76,16 @@ def _add_identity_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("value", metavar="VALUE")
 
 
+def _relay_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--relay",
+        action="append",
+        metavar="URL",
+        help="a relay (ws:// or wss://) to name in the invite and give a doc_url for "
+        "(repeatable; default: the relay_urls setting)",
+    )
+
+
 def _add_room_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     room = sub.add_parser("room", help="create, join and manage rooms").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -83,6 +93,7 @@ def _add_room_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p = room.add_parser("create", help="create a room and print its invite")
     p.add_argument("name", help="room name, 3-50 characters")
     _room_settings_flags(p, defaults_from_settings=True)
+    _relay_flag(p)
     _json_flag(p)
     _json_flag(room.add_parser("list", help="the rooms you are in, with their timers"))
     for action, text in (
@@ -91,6 +102,8 @@ def _add_room_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     ):
         p = room.add_parser(action, help=text)
         p.add_argument("room", metavar="ROOM", help="room id, id prefix or name")
+        if action == "invite":
+            _relay_flag(p)
         _json_flag(p)
     p = room.add_parser("join", help="join a room by invite link or code")
     p.add_argument("invite", metavar="INVITE", help="a focusmate://join/... link or the code")

@@ -54,7 +54,7 @@ def timer_line(view: TimerView) -> str:
     return f"{where}, {mmss(view.remaining_s)} (not started)"
 
 
-def room_dict(room: Room, *, now: float, invite: dict[str, str] | None = None) -> dict[str, Any]:
+def room_dict(room: Room, *, now: float, invite: dict[str, Any] | None = None) -> dict[str, Any]:
     settings = room.settings
     data: dict[str, Any] = {
         "room_id": room.room_id,

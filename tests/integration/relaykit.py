@@ -1,0 +1,241 @@
+"""Test kit for the relay: a real relay on port 0 and small, real websocket clients.
+
+``DocClient`` speaks plain y-websocket on ``/doc/<id>`` with a pycrdt document; ``ControlClient``
+speaks the control channel on ``/v1``. Waiting is always on an event, with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from pycrdt import Doc, Map, TransactionEvent
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from focusmate.clock import Clock
+from focusmate.identity import Identity
+from focusmate.invite import relay_token, room_id_for
+from relay.config import Limits, RelayConfig
+from relay.server import Relay
+from sync import control, handshake
+from sync.ysync import (
+    AwarenessEntry,
+    AwarenessMessage,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+    encode_message,
+)
+
+DEADLINE = 10.0
+
+
+@contextlib.asynccontextmanager
+async def running_relay(
+    data_dir: Path,
+    *,
+    clock: Clock | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    limits: Limits | None = None,
+    **options: Any,
+) -> AsyncIterator[Relay]:
+    config = RelayConfig(
+        host="127.0.0.1", port=0, data_dir=data_dir, limits=limits or Limits(), **options
+    )
+    relay = Relay(config, clock=clock, monotonic=monotonic)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
+def base_url(relay: Relay) -> str:
+    return f"ws://127.0.0.1:{relay.port}"
+
+
+def doc_url(relay: Relay, secret: bytes, *, token: str | None = None) -> str:
+    token = relay_token(secret) if token is None else token
+    return f"{base_url(relay)}/doc/{room_id_for(secret)}?token={token}"
+
+
+def limits(**changes: Any) -> Limits:
+    return dataclasses.replace(Limits(), **changes)
+
+
+async def wait_until(predicate: Callable[[], bool], changed: asyncio.Event, what: str) -> None:
+    """Re-check ``predicate`` each time ``changed`` fires, up to the deadline."""
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while not predicate():
+                changed.clear()
+                if predicate():
+                    return
+                await changed.wait()
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+class DocClient:
+    """A y-websocket client with a pycrdt document (what a Yjs app does, in Python)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.doc: Doc[Any] = Doc()
+        self.synced = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.received: list[Any] = []
+        self.awareness: dict[int, dict[str, Any] | None] = {}
+        self._updates: list[bytes] = []
+        self.doc.observe(self._on_txn)
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str) -> DocClient:
+        client = cls(await connect(url, compression=None, max_size=None))
+        with contextlib.suppress(ConnectionClosed):  # a refused client is closed at once
+            await client.ws.send(encode_message(SyncStep1(client.doc.get_state())))
+        return client
+
+    def _on_txn(self, event: TransactionEvent) -> None:
+        self._updates.append(event.update)
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                assert isinstance(frame, bytes)
+                message = decode_message(frame)
+                self.received.append(message)
+                if isinstance(message, SyncStep1):
+                    diff = self.doc.get_update(message.state_vector)
+                    await self.ws.send(encode_message(SyncStep2(diff)))
+                elif isinstance(message, SyncStep2 | SyncUpdate):
+                    self.doc.apply_update(message.update)
+                    if isinstance(message, SyncStep2):
+                        self.synced.set()
+                elif isinstance(message, AwarenessMessage):
+                    for entry in message.entries:
+                        self.awareness[entry.client_id] = entry.state
+                self.changed.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.changed.set()
+
+    def map(self, name: str = "m") -> Map[Any]:
+        return self.doc.get(name, type=Map)
+
+    async def set(self, key: str, value: Any, *, name: str = "m") -> bytes:
+        self._updates.clear()
+        self.map(name)[key] = value
+        (update,) = self._updates
+        self._updates.clear()
+        await self.ws.send(encode_message(SyncUpdate(update)))
+        return update
+
+    async def send_awareness(
+        self, client_id: int, clock: int, state: dict[str, Any] | None
+    ) -> None:
+        entry = AwarenessEntry(client_id, clock, state)
+        await self.ws.send(encode_message(AwarenessMessage((entry,))))
+
+    def value(self, key: str, *, name: str = "m") -> Any:
+        return self.map(name).get(key)
+
+    async def wait_value(self, key: str, value: Any, *, name: str = "m") -> None:
+        await wait_until(
+            lambda: self.value(key, name=name) == value, self.changed, f"{key}={value!r}"
+        )
+
+    async def wait_closed(self) -> tuple[int | None, str | None]:
+        async with asyncio.timeout(DEADLINE):
+            await self._reader
+        return self.ws.close_code, self.ws.close_reason
+
+    async def close(self) -> None:
+        await self.ws.close()
+        with contextlib.suppress(Exception):
+            await self._reader
+
+
+class ControlClient:
+    """A control-channel client: handshake as ``identity``, then request and wait for replies."""
+
+    def __init__(self, ws: ClientConnection, identity: Identity) -> None:
+        self.ws = ws
+        self.identity = identity
+        self.inbox: list[control.ControlMessage] = []
+        self.frames: list[tuple[str, bytes]] = []
+        self.changed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls, relay: Relay, identity: Identity, *, address: str | None = None
+    ) -> ControlClient:
+        url = base_url(relay)
+        ws = await connect(url + "/v1", compression=None, max_size=None)
+        client = cls(ws, identity)
+        challenge = control.decode(await ws.recv())
+        assert isinstance(challenge, control.Challenge)
+        hello = handshake.answer(identity, challenge, address=address or url)
+        await ws.send(control.encode(hello))
+        client._reader = asyncio.get_running_loop().create_task(client._read())
+        return client
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                if isinstance(frame, bytes):
+                    self.frames.append(control.decode_doc_frame(frame))
+                else:
+                    self.inbox.append(control.decode(frame))
+                self.changed.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.changed.set()
+
+    async def send(self, message: control.ControlMessage) -> None:
+        await self.ws.send(control.encode(message))
+
+    async def expect(self, kind: type[Any], where: Callable[[Any], bool] = lambda m: True) -> Any:
+        """The first received message of ``kind`` matching ``where`` (removed from the inbox)."""
+
+        def find() -> Any:
+            for message in self.inbox:
+                if isinstance(message, kind) and where(message):
+                    return message
+            return None
+
+        await wait_until(
+            lambda: find() is not None or self.ws.close_code is not None,
+            self.changed,
+            f"{kind.__name__} (inbox: {self.inbox})",
+        )
+        found = find()
+        if found is None:
+            raise AssertionError(
+                f"closed ({self.ws.close_code} {self.ws.close_reason}) before {kind.__name__}"
+            )
+        self.inbox.remove(found)
+        return found
+
+    async def wait_closed(self) -> tuple[int | None, str | None]:
+        async with asyncio.timeout(DEADLINE):
+            assert self._reader is not None
+            await self._reader
+        return self.ws.close_code, self.ws.close_reason
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
