@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -140,6 +142,11 @@ class DocClient:
         await self.ws.send(encode_message(SyncUpdate(update)))
         return update
 
+    async def push(self, update: bytes) -> None:
+        """Send an update made elsewhere (e.g. a room created by a Workspace)."""
+        self.doc.apply_update(update)
+        await self.ws.send(encode_message(SyncUpdate(update)))
+
     async def send_awareness(
         self, client_id: int, clock: int, state: dict[str, Any] | None
     ) -> None:
@@ -239,3 +246,44 @@ class ControlClient:
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 await self._reader
+
+
+class RelayProcess:
+    """``python -m relay serve`` as a real child process, port read from its listening log."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    @classmethod
+    async def start(cls, data_dir: Path, *extra: str) -> RelayProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "relay",
+            "--data-dir",
+            str(data_dir),
+            "serve",
+            "--port",
+            "0",
+            *extra,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                line = await proc.stderr.readline()
+                if not line:
+                    raise AssertionError(f"relay exited ({await proc.wait()}) before listening")
+                event = json.loads(line)
+                if event["event"] == "relay.listening":
+                    return cls(proc, int(event["port"]))
+
+    def doc_url(self, secret: bytes) -> str:
+        return f"ws://127.0.0.1:{self.port}/doc/{room_id_for(secret)}?token={relay_token(secret)}"
+
+    async def kill(self) -> None:
+        """SIGKILL: no drain, no flush (idempotent)."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
