@@ -1,8 +1,8 @@
 """One client connection: a bounded outgoing queue, incoming rate limits, and who it is.
 
-Sending never blocks the sender: :meth:`Peer.send` appends to the queue and a writer task (started
-only while there is something to send, so idle connections cost no task) drains it into the
-socket. A client that stops reading fills its queue; past ``send_queue_bytes`` it is dropped with
+Sending never blocks the sender: :meth:`Peer.send` writes the frame straight to the socket when
+the kernel keeps up, and otherwise appends it to a queue that a writer task (started only while
+there is something queued, so idle connections cost no task) drains with flow control. A client that stops reading fills its queue; past ``send_queue_bytes`` it is dropped with
 4409 and its queue freed, so a slow consumer costs bounded memory and never slows the others.
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from focusmate.identity import PublicIdentity
 from relay.config import Limits
@@ -23,6 +24,9 @@ from sync.control import CloseCode, ControlMessage, encode
 
 if TYPE_CHECKING:
     from relay.metrics import RelayMetrics
+
+# Up to this many bytes may wait in the transport before frames go through the queue instead.
+DIRECT_WRITE_BUFFER = 64 * 1024
 
 
 class Peer:
@@ -82,6 +86,9 @@ class Peer:
         if self.closed:
             return
         size = len(data)
+        if self._writer is None and self._write_now(data):
+            self.metrics.bytes_out.inc(size)
+            return
         if self.queued_bytes + size > self.limits.send_queue_bytes:
             self.metrics.dropped_slow.inc()
             self.close(CloseCode.SLOW_CONSUMER, "too slow: the relay dropped this connection")
@@ -91,6 +98,22 @@ class Peer:
         self.metrics.bytes_out.inc(size)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def _write_now(self, data: bytes | str) -> bool:
+        """The fast path: hand the frame to the socket at once when nothing is queued and the
+        kernel is keeping up. Frames are written whole, so this never interleaves with the
+        library's own writes (pings, close)."""
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN:
+            return False
+        if ws.transport.get_write_buffer_size() > DIRECT_WRITE_BUFFER:
+            return False
+        if isinstance(data, str):
+            ws.protocol.send_text(data.encode())
+        else:
+            ws.protocol.send_binary(data)
+        ws.send_data()
+        return True
 
     def send_control(self, message: ControlMessage) -> None:
         self.send(encode(message))
