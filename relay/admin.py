@@ -102,19 +102,27 @@ def _run(storage: RelayStorage, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _restore(source: Path, database: Path, *, lock: AbstractContextManager[None]) -> dict[str, Any]:
+    """Copy the backup next to the database, check the copy (never the backup itself, which may
+    be read-only or checksummed), then rename it into place."""
     if not source.is_file():
         raise StorageError(f"no backup at {source}")
-    check = RelayStorage(source)  # refuses anything that is not a relay database
-    try:
-        problems = check.integrity_problems()
-    finally:
-        check.close()
-    if problems:
-        raise StorageError(f"the backup is damaged: {problems[0]}")
     with lock:
-        for suffix in ("-wal", "-shm"):
-            Path(str(database) + suffix).unlink(missing_ok=True)
         tmp = database.with_suffix(".restoring")
         shutil.copyfile(source, tmp)
-        tmp.replace(database)
+        try:
+            check = RelayStorage(tmp)  # refuses anything that is not a relay database
+            try:
+                problems = check.integrity_problems()
+                check.conn.execute("PRAGMA journal_mode = DELETE")  # fold any WAL into the file
+            finally:
+                check.close()
+            if problems:
+                raise StorageError(f"the backup is damaged: {problems[0]}")
+            for suffix in ("-wal", "-shm"):
+                Path(str(database) + suffix).unlink(missing_ok=True)
+            tmp.replace(database)
+        finally:
+            tmp.unlink(missing_ok=True)
+            for suffix in ("-wal", "-shm"):
+                Path(str(tmp) + suffix).unlink(missing_ok=True)
     return {"restored": str(source), "database": str(database)}

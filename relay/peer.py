@@ -2,14 +2,14 @@
 
 Sending never blocks the sender: :meth:`Peer.send` writes the frame straight to the socket when
 the kernel keeps up, and otherwise appends it to a queue that a writer task (started only while
-there is something queued, so idle connections cost no task) drains with flow control. A client that stops reading fills its queue; past ``send_queue_bytes`` it is dropped with
-4409 and its queue freed, so a slow consumer costs bounded memory and never slows the others.
+there is something queued, so idle connections cost no task) drains with flow control. A client
+that stops reading fills its queue; past ``send_queue_bytes`` it is dropped with 4409 and its
+queue freed, so a slow consumer costs bounded memory and never slows the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 # Up to this many bytes may wait in the transport before frames go through the queue instead.
 DIRECT_WRITE_BUFFER = 64 * 1024
+CLOSE_GRACE_SECONDS = 1.0
 
 
 class Peer:
@@ -89,10 +90,12 @@ class Peer:
         if self._writer is None and self._write_now(data):
             self.metrics.bytes_out.inc(size)
             return
-        if self.queued_bytes + size > self.limits.send_queue_bytes:
+        if self.queued_bytes and self.queued_bytes + size > self.limits.send_queue_bytes:
             self.metrics.dropped_slow.inc()
             self.close(CloseCode.SLOW_CONSUMER, "too slow: the relay dropped this connection")
             return
+        # (one frame is always accepted into an empty queue, however large: a big document's
+        # sync step 2 must reach a client on a slow link)
         self._queue.append(data)
         self.queued_bytes += size
         self.metrics.bytes_out.inc(size)
@@ -142,8 +145,15 @@ class Peer:
         self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(ConnectionClosed, OSError):
-            await self.ws.close(code, reason[:120])
+        """Send the close frame; a client that does not read it in time is cut off (a slow
+        consumer never would, and must not hold its slot until the keepalive gives up)."""
+        try:
+            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                await self.ws.close(code, reason[:120])
+        except TimeoutError:
+            self.ws.transport.abort()
+        except (ConnectionClosed, OSError):
+            pass
 
     async def finish(self) -> None:
         """Wait until the queue is written and a requested close has been sent: the handler must

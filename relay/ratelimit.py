@@ -29,6 +29,10 @@ class TokenBucket:
         self.tokens -= amount
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
+    def available(self, *, now: float) -> float:
+        self._refill(now)
+        return self.tokens
+
     def try_take(self, amount: float, *, now: float) -> bool:
         """Spend ``amount`` only if it is there."""
         self._refill(now)

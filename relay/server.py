@@ -217,7 +217,7 @@ class Relay:
             refusal = (HTTPStatus.TOO_MANY_REQUESTS, "too many connections", "connections_per_ip")
         elif not self._ip_connects.get(ip, now=now).try_take(1, now=now):
             refusal = (HTTPStatus.TOO_MANY_REQUESTS, "connecting too fast", "connect_rate")
-        elif self._auth_failures.get(ip, now=now).tokens < 1:
+        elif self._auth_failures.get(_auth_key(ip, path), now=now).available(now=now) < 1:
             refusal = (HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins", "auth_failures")
         if refusal is None:
             return None
@@ -314,14 +314,17 @@ class Relay:
             self.metrics.rejected.labels("bad_doc_id").inc()
             return CloseCode.NOT_FOUND, "malformed document id"
         if token is None or not hmac.compare_digest(room_id_for_token(token), doc_id):
-            self._auth_failed(peer, "bad_token")
+            self._auth_failed(peer, "bad_token", doc_id=doc_id)
             return CloseCode.UNAUTHORIZED, "invalid token for this document"
         return None
 
-    def _auth_failed(self, peer: Peer, reason: str) -> None:
+    def _auth_failed(self, peer: Peer, reason: str, *, doc_id: str | None = None) -> None:
+        """Count a failed login against the address (and, for a token, that document only: a
+        stock client retrying a mistyped URL forever must not lock its whole NAT out)."""
         self.metrics.rejected.labels(reason).inc()
         now = self.monotonic()
-        self._auth_failures.get(peer.ip, now=now).take(1, now=now)
+        key = _auth_key(peer.ip, DOC_PREFIX + doc_id if doc_id else CONTROL_PATH)
+        self._auth_failures.get(key, now=now).take(1, now=now)
         log.info("relay.auth_failed", extra=fields(ip=peer.ip, reason=reason))
 
     # -- /doc/<id>: plain y-websocket -----------------------------------------------------------
@@ -465,6 +468,12 @@ class Relay:
         future = self.hub.submit_update(state, update, origin=None)
         if future is not None:
             await future
+
+
+def _auth_key(ip: str, path: str) -> str:
+    """Failed logins are budgeted per address for handshakes, per address and document for
+    tokens (256-bit tokens cannot be guessed; the budget only stops hammering)."""
+    return f"{ip} {path}" if path.startswith(DOC_PREFIX) else ip
 
 
 def _ip(connection: ServerConnection) -> str:

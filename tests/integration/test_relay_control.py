@@ -20,6 +20,7 @@ from tests.integration.relaykit import (
     base_url,
     doc_url,
     limits,
+    relay_committed,
     running_relay,
 )
 
@@ -84,7 +85,7 @@ async def _room_on_relay(relay, tmp_path: Path, clock: FakeClock):  # type: igno
     update = ws.document(room.room_id, kind=DOC_KIND).encode_update()
     pusher = await DocClient.open(doc_url(relay, invite.secret))
     await pusher.push(update)
-    await relay.committer.flush()
+    await relay_committed(relay, invite.room_id, "owner", ws.user_id, name="meta")
     return ws, invite, pusher
 
 

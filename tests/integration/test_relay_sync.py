@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from focusmate.invite import new_room_secret, relay_token
+from focusmate.invite import new_room_secret, relay_token, room_id_for
 from sync.control import CloseCode
-from tests.integration.relaykit import DocClient, doc_url, running_relay
+from tests.integration.relaykit import DocClient, doc_url, relay_committed, running_relay
 
 
 async def test_two_clients_sync_a_room_through_the_relay(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ async def test_a_late_joiner_gets_everything_in_sync_step_2(tmp_path: Path) -> N
         alice = await DocClient.open(doc_url(relay, secret))
         for i in range(20):
             await alice.set(f"k{i}", i)
-        await relay.committer.flush()
+        await relay_committed(relay, room_id_for(secret), "k19", 19)
         carol = await DocClient.open(doc_url(relay, secret))
         await carol.wait_value("k19", 19)
         assert {carol.value(f"k{i}") for i in range(20)} == set(range(20))
@@ -126,9 +126,9 @@ async def test_idle_documents_leave_memory_and_reload_on_demand(tmp_path: Path) 
     async with running_relay(tmp_path, monotonic=lambda: now[0]) as relay:
         alice = await DocClient.open(doc_url(relay, secret))
         await alice.set("kept", "yes")
-        await relay.committer.flush()
+        await relay_committed(relay, room_id_for(secret), "kept", "yes")
+        state = relay.hub.docs[room_id_for(secret)]
         await alice.close()
-        state = next(iter(relay.hub.docs.values()))
         await _wait_for(lambda: not state.subs)
         await relay.committer.flush()
         await _wait_for(lambda: state.inflight == 0)
@@ -146,7 +146,7 @@ async def test_documents_survive_a_relay_restart(tmp_path: Path) -> None:
     async with running_relay(tmp_path) as relay:
         alice = await DocClient.open(doc_url(relay, secret))
         await alice.set("before", "restart")
-        await relay.committer.flush()
+        await relay_committed(relay, room_id_for(secret), "before", "restart")
     async with running_relay(tmp_path) as relay:
         bob = await DocClient.open(doc_url(relay, secret))
         await bob.wait_value("before", "restart")
