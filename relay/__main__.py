@@ -78,6 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("IDLE_DOCUMENT_SECONDS", "60") or 60),
     )
+    serve.add_argument(
+        "--trust-forwarded-for",
+        action="store_true",
+        default=_env("TRUST_FORWARDED_FOR", "") in ("1", "true", "yes"),
+        help="behind a reverse proxy: per-address limits use X-Forwarded-For (env ..._TRUST_"
+        "FORWARDED_FOR=1). Only set this when every connection comes through your proxy.",
+    )
+    serve.add_argument(
+        "--compact-after-updates",
+        type=int,
+        default=int(_env("COMPACT_AFTER_UPDATES", "500") or 500),
+        help="fold a document's log into a snapshot after this many updates",
+    )
+    serve.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=float(_env("DRAIN_SECONDS", "10") or 10),
+        help="on SIGTERM, how long to wait for connections to close",
+    )
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
     add_admin_parsers(sub)
     return parser
@@ -142,9 +161,9 @@ async def _serve(config: RelayConfig) -> None:
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
     args = build_parser().parse_args(argv)
+    configure(getattr(args, "log_level", "warning"))
     try:
         if args.command == "serve":
-            configure(args.log_level)
             config = RelayConfig(
                 host=args.host,
                 port=args.port,
@@ -153,7 +172,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
                 tls_key=args.tls_key,
                 public_urls=tuple(args.public_url),
                 limits=parse_limits(args.limit, dict(os.environ)),
+                trust_forwarded_for=args.trust_forwarded_for,
                 idle_document_seconds=args.idle_document_seconds,
+                compact_after_updates=args.compact_after_updates,
+                drain_seconds=args.drain_seconds,
                 log_level=args.log_level,
             )
             if (config.tls_cert is None) != (config.tls_key is None):
@@ -167,7 +189,6 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
             return 0
     except (StorageError, ValueError, OSError) as err:
         log.error("relay.failed", extra=fields(error=str(err)))
-        print(f"focusmate-relay: {err}", file=sys.stderr)
         return 1
     return 2
 

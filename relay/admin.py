@@ -9,6 +9,7 @@ relay holds the data directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.config import DATABASE_NAME
-from relay.storage import RelayStorage, StorageError
+from relay.storage import APPLICATION_ID, RelayStorage, StorageError
 
 ADMIN_COMMANDS = frozenset({"stats", "docs", "backup", "restore", "compact", "purge"})
 DAY = 86_400.0
@@ -53,11 +54,15 @@ def run_admin(
         return _restore(args.source, database, lock=lock(args.data_dir))
     if not database.exists():
         raise StorageError(f"no relay database in {args.data_dir}")
-    storage = RelayStorage(database)
-    try:
-        return _run(storage, args)
-    finally:
-        storage.close()
+    deletes_documents = args.command == "purge" and (args.doc or args.docs_idle_days is not None)
+    # a running relay keeps documents in memory and would write a deleted one back
+    guard = lock(args.data_dir) if deletes_documents else contextlib.nullcontext()
+    with guard:
+        storage = RelayStorage(database)
+        try:
+            return _run(storage, args)
+        finally:
+            storage.close()
 
 
 def _run(storage: RelayStorage, args: argparse.Namespace) -> dict[str, Any]:
@@ -101,6 +106,15 @@ def _run(storage: RelayStorage, args: argparse.Namespace) -> dict[str, Any]:
     return {"mail_deleted": mail, "documents_deleted": len(doomed)}
 
 
+def _application_id(path: Path) -> int:
+    """The SQLite header's application id (bytes 68-71), read without opening a database."""
+    with open(path, "rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return 0
+    return int.from_bytes(header[68:72], "big")
+
+
 def _restore(source: Path, database: Path, *, lock: AbstractContextManager[None]) -> dict[str, Any]:
     """Copy the backup next to the database, check the copy (never the backup itself, which may
     be read-only or checksummed), then rename it into place."""
@@ -110,7 +124,9 @@ def _restore(source: Path, database: Path, *, lock: AbstractContextManager[None]
         tmp = database.with_suffix(".restoring")
         shutil.copyfile(source, tmp)
         try:
-            check = RelayStorage(tmp)  # refuses anything that is not a relay database
+            if _application_id(tmp) != APPLICATION_ID:
+                raise StorageError(f"{source} is not a FocusMate relay backup")
+            check = RelayStorage(tmp)
             try:
                 problems = check.integrity_problems()
                 check.conn.execute("PRAGMA journal_mode = DELETE")  # fold any WAL into the file

@@ -1,7 +1,8 @@
 """Relay configuration: where it listens and stores, and every limit it enforces.
 
-Every option is a command-line flag and an environment variable (``FOCUSMATE_RELAY_<NAME>``), so
-the same binary is configured by a systemd unit, a container or a shell. Defaults suit one small
+Every option is a command-line flag and an environment variable (``FOCUSMATE_RELAY_<NAME>``;
+limits as ``--limit NAME=VALUE`` or ``FOCUSMATE_RELAY_LIMIT_<NAME>``), so the same binary is
+configured by a systemd unit, a container or a shell. Defaults suit one small
 community on one machine; ``docs/operations.md`` explains each limit.
 """
 
@@ -38,7 +39,8 @@ class Limits:
     awareness_clients_per_connection: int = 8
     handshake_seconds: float = 10.0
     mailbox_max_items: int = 1_000
-    mailbox_max_bytes: int = 8 * MIB
+    mailbox_max_bytes: int = 4 * MIB  # below send_queue_bytes: a full mailbox fits the queue
+    max_receipts_per_request: int = 64
     mailbox_max_age_seconds: float = 30 * 24 * 3600.0
 
 
@@ -52,6 +54,9 @@ class RelayConfig:
     # Addresses clients dial (e.g. wss://relay.example.org); the handshake signature must name
     # one. Empty: whatever the request's Host header says (fine on a LAN, set it in production).
     public_urls: tuple[str, ...] = ()
+    # Behind a reverse proxy every connection comes from the proxy's address; with this set the
+    # per-address limits use the address the proxy puts last in X-Forwarded-For instead.
+    trust_forwarded_for: bool = False
     limits: Limits = field(default_factory=Limits)
     idle_document_seconds: float = 60.0
     compact_after_updates: int = 500

@@ -29,6 +29,7 @@ from focusmate.document import validate_update
 from focusmate.errors import ValidationError
 from relay.committer import Committer
 from relay.config import RelayConfig
+from relay.logs import fields
 from relay.metrics import RelayMetrics
 from relay.peer import Peer
 from relay.storage import LoadedDoc, RelayStorage
@@ -247,13 +248,20 @@ class DocHub:
         future = self.committer.submit(
             lambda s: s.append_update(doc_id, update, now=now), on_commit=committed
         )
-        future.add_done_callback(lambda _: self._write_done(state, origin))
+        future.add_done_callback(lambda done: self._write_done(state, origin, done))
         return future
 
-    def _write_done(self, state: DocState, origin: Peer | None) -> None:
+    def _write_done(
+        self, state: DocState, origin: Peer | None, future: asyncio.Future[int]
+    ) -> None:
         state.inflight -= 1
         if origin is not None:
             origin.update_committed()
+            if not future.cancelled() and future.exception() is not None:
+                # Not stored, so not forwarded: the client must learn it, and its next sync
+                # (after reconnecting) sends the update again.
+                log.error("relay.commit_failed", extra=fields(error=str(future.exception())))
+                origin.close(CloseCode.INTERNAL, "the relay could not store an update")
 
     def _awareness(
         self, state: DocState, sub: Subscription, message: AwarenessMessage, raw: bytes

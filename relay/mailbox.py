@@ -10,13 +10,15 @@ Rules:
   harmless (same id).
 * An item leaves the mailbox only when its recipient acknowledges it (``dm_ack``). Acknowledging
   a message queues a "delivered" receipt for its sender; ``dm_read`` queues "read" receipts.
-  Receipts are mailbox items too: stored, delivered live, acknowledged.
+  Receipts are mailbox items too: stored, delivered live, acknowledged — and best-effort: one
+  that would overflow its recipient's mailbox is dropped.
 * Items older than ``mailbox_max_age_seconds`` are purged.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterable
 
@@ -31,6 +33,7 @@ from relay.peer import Peer
 from relay.storage import MailItem, RelayStorage
 from sync.control import DmAccepted, DmDeliver, Receipt
 
+MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 KIND_MESSAGE = "message"
 KIND_RECEIPT = "receipt"
 RECEIPT_KINDS = frozenset({"delivered", "read"})
@@ -78,6 +81,14 @@ class Mailboxes:
             self.metrics.dms.inc()
             self._deliver_live(item)
 
+    def _put_receipt(self, storage: RelayStorage, item: MailItem) -> bool:
+        """Receipts are best-effort: one that would overflow a mailbox is dropped, so nobody can
+        fill another user's mailbox (or send queue) with receipts."""
+        try:
+            return self._put(storage, item)
+        except MailboxFull:
+            return False
+
     def _put(self, storage: RelayStorage, item: MailItem) -> bool:
         items, size = storage.mailbox_usage(item.recipient)
         if items + 1 > self.limits.mailbox_max_items:
@@ -106,9 +117,7 @@ class Mailboxes:
                 if item.kind == KIND_MESSAGE:
                     sender = json.loads(item.body)["sender"]
                     receipts.append(_receipt(sender, item.id, "delivered", by=user_id, at=now))
-            for receipt in receipts:
-                storage.put_mail(receipt)  # receipts are small and never refused
-            return receipts
+            return [r for r in receipts if self._put_receipt(storage, r)]
 
         for receipt in await self.committer.submit(take):
             self._deliver_live(receipt)
@@ -116,15 +125,20 @@ class Mailboxes:
     async def mark_read(self, peer: Peer, sender: str, message_ids: Iterable[str]) -> None:
         assert peer.identity is not None
         sender = parse_user_id(sender)
+        ids = list(message_ids)
+        if len(ids) > self.limits.max_receipts_per_request:
+            raise ValidationError(
+                f"at most {self.limits.max_receipts_per_request} receipts per request"
+            )
+        if not all(MESSAGE_ID.fullmatch(mid) for mid in ids):
+            raise ValidationError("message ids are 32 lowercase hex characters")
         user_id, now = peer.identity.user_id, self.clock.now()
-        receipts = [_receipt(sender, mid, "read", by=user_id, at=now) for mid in message_ids]
+        receipts = [_receipt(sender, mid, "read", by=user_id, at=now) for mid in ids]
 
-        def put(storage: RelayStorage) -> None:
-            for receipt in receipts:
-                storage.put_mail(receipt)
+        def put(storage: RelayStorage) -> list[MailItem]:
+            return [r for r in receipts if self._put_receipt(storage, r)]
 
-        await self.committer.submit(put)
-        for receipt in receipts:
+        for receipt in await self.committer.submit(put):
             self._deliver_live(receipt)
 
     def _deliver_live(self, item: MailItem) -> None:

@@ -208,7 +208,7 @@ class Relay:
             return _text(HTTPStatus.NOT_FOUND, "no such endpoint\n")
         if self._stopping:
             return _text(HTTPStatus.SERVICE_UNAVAILABLE, "relay shutting down\n")
-        ip = _ip(connection)
+        ip = self._ip(connection)
         now = self.monotonic()
         refusal = None
         if len(self.peers) >= self.limits.max_connections:
@@ -246,7 +246,7 @@ class Relay:
     async def _handle(self, ws: ServerConnection) -> None:
         path = urlsplit(ws.request.path if ws.request else "")
         endpoint = "doc" if path.path.startswith(DOC_PREFIX) else "control"
-        ip = _ip(ws)
+        ip = self._ip(ws)
         peer = Peer(
             ws,
             ip=ip,
@@ -275,6 +275,9 @@ class Relay:
         finally:
             self._forget(peer)
             await peer.finish()
+
+    def _ip(self, connection: ServerConnection) -> str:
+        return _peer_ip(connection, trust_forwarded_for=self.config.trust_forwarded_for)
 
     def _forget(self, peer: Peer) -> None:
         self.peers.discard(peer)
@@ -355,7 +358,12 @@ class Relay:
                 self.hub.receive(state, peer, decode_message(payload), payload)
             else:
                 received_at = self.clock.now()
-                await self._control(peer, control.decode(frame), received_at)
+                try:
+                    message = control.decode(frame)
+                except control.UnknownMessageType as err:
+                    peer.send_control(Error("unknown_type", str(err)))
+                    continue
+                await self._control(peer, message, received_at)
 
     async def _authenticate(self, peer: Peer) -> bool:
         nonce = handshake.new_nonce()
@@ -476,14 +484,20 @@ def _auth_key(ip: str, path: str) -> str:
     return f"{ip} {path}" if path.startswith(DOC_PREFIX) else ip
 
 
-def _ip(connection: ServerConnection) -> str:
+def _peer_ip(connection: ServerConnection, *, trust_forwarded_for: bool) -> str:
+    """The client's address; behind a reverse proxy (``--trust-forwarded-for``) the one the
+    proxy appended last to X-Forwarded-For, as a client can forge the earlier entries."""
+    if trust_forwarded_for and connection.request is not None:
+        forwarded = connection.request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last[:64]
     address = connection.remote_address
     return str(address[0]) if address else "unknown"
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers()
-    headers["Server"] = SERVER_NAME
+    headers = Headers()  # (websockets adds the Server header)
     headers["Content-Type"] = content_type
     headers["Content-Length"] = str(len(body))
     headers["Cache-Control"] = "no-store"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -35,21 +36,23 @@ MAX_DOC_ID = 128
 
 
 class CloseCode(IntEnum):
-    """Websocket close codes; the close reason says what was wrong in words."""
+    """Websocket close codes; the close reason says what was wrong in words. (Refusals before
+    the upgrade — relay full, too many connections, too many failed logins — are HTTP 503/429.)"""
 
     NORMAL = 1000
     GOING_AWAY = 1001  # the relay is shutting down: reconnect (elsewhere) with backoff
-    POLICY = 1008
-    TOO_BIG = 1009
-    INTERNAL = 1011
-    TRY_AGAIN_LATER = 1013  # relay full
+    TOO_BIG = 1009  # a frame over the relay's max_frame_bytes
+    INTERNAL = 1011  # e.g. the relay could not store an update: reconnect to resync
     BAD_FRAME = 4400  # malformed frame or message, or an invalid document update
     UNAUTHORIZED = 4401  # failed handshake or token
-    FORBIDDEN = 4403  # authenticated, but not allowed
-    NOT_FOUND = 4404  # no such endpoint / malformed document id
+    NOT_FOUND = 4404  # malformed document id
     HANDSHAKE_TIMEOUT = 4408
     SLOW_CONSUMER = 4409  # the connection did not read what it was sent
-    RATE_LIMITED = 4429
+
+
+class UnknownMessageType(ProtocolError):
+    """A well-formed message of a type this version does not know: answered with an error, not
+    a closed connection, so newer peers can probe for features."""
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -256,7 +259,7 @@ def decode(text: str | bytes) -> ControlMessage:
         raise ProtocolError(f"unsupported control protocol version {body.get('v')!r}")
     cls = _BY_TYPE.get(body.get("type"))  # type: ignore[arg-type]
     if cls is None:
-        raise ProtocolError(f"unknown control message type {body.get('type')!r}")
+        raise UnknownMessageType(f"unknown control message type {body.get('type')!r}")
     hints = _HINTS[cls]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(body) - set(fields) - {"v", "type"}
@@ -296,6 +299,8 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ProtocolError(f"{where} must be a number")
+        if not math.isfinite(value):
+            raise ProtocolError(f"{where} must be a finite number")
         return float(value)
     if hint is bytes:
         if not isinstance(value, str) or len(value) > MAX_TEXT_FIELD:

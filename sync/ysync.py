@@ -137,7 +137,7 @@ def decode_awareness(
     for _ in range(count):
         client_id = decoder.read_var_uint()
         clock = decoder.read_var_uint()
-        raw = decoder.read_var_string()
+        raw = decoder.read_var_bytes()
         if len(raw) > limits.max_state_bytes:
             raise ProtocolError(f"awareness state of {len(raw)} bytes is too large")
         entries.append(AwarenessEntry(client_id, clock, _parse_state(raw)))
@@ -145,10 +145,10 @@ def decode_awareness(
     return AwarenessMessage(tuple(entries))
 
 
-def _parse_state(raw: str) -> dict[str, Any] | None:
+def _parse_state(raw: bytes) -> dict[str, Any] | None:
     try:
-        state = json.loads(raw)
-    except (ValueError, RecursionError):
+        state = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ProtocolError("awareness state is not JSON") from None
     if state is not None and not isinstance(state, dict):
         raise ProtocolError("awareness state must be a JSON object or null")

@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pycrdt import Doc, Map, TransactionEvent, get_update, merge_updates
 from websockets.asyncio.client import ClientConnection, connect
@@ -37,6 +39,7 @@ from sync.ysync import (
 )
 
 DEADLINE = 10.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.asynccontextmanager
@@ -295,42 +298,110 @@ class ControlClient:
                 await self._reader
 
 
+def relay_env() -> dict[str, str]:
+    """This environment without FOCUSMATE_RELAY_* settings that could change the relay."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FOCUSMATE_RELAY_")}
+
+
 class RelayProcess:
-    """``python -m relay serve`` as a real child process, port read from its listening log."""
+    """``python -m relay --data-dir D serve --port 0``, its stderr read as JSON log lines."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
-        self.port = port
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.lines: list[str] = []
+        self.port = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self._changed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._eof = False
 
-    @classmethod
-    async def start(cls, data_dir: Path, *extra: str) -> RelayProcess:
-        proc = await asyncio.create_subprocess_exec(
+    async def __aenter__(self) -> Self:
+        self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "relay",
             "--data-dir",
-            str(data_dir),
+            str(self.data_dir),
             "serve",
             "--port",
             "0",
-            *extra,
+            cwd=REPO,
+            env=relay_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        assert proc.stderr is not None
-        async with asyncio.timeout(DEADLINE):
-            while True:
-                line = await proc.stderr.readline()
-                if not line:
-                    raise AssertionError(f"relay exited ({await proc.wait()}) before listening")
-                event = json.loads(line)
-                if event["event"] == "relay.listening":
-                    return cls(proc, int(event["port"]))
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        try:
+            listening = await self.wait_event("relay.listening")
+        except BaseException:
+            await self.kill()
+            raise
+        self.port = int(listening["port"])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.kill()
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+            self._changed.set()
+        self._eof = True
+        self._changed.set()
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every log line as JSON (a line that does not parse fails the test)."""
+        parsed = []
+        for line in self.lines:
+            try:
+                parsed.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise AssertionError(f"not a JSON log line: {line!r}") from None
+        return parsed
+
+    async def wait_event(self, name: str) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            return next((e for e in self.events() if e.get("event") == name), None)
+
+        try:
+            async with asyncio.timeout(DEADLINE):
+                while (found := find()) is None:
+                    if self._eof:
+                        raise AssertionError(f"relay exited before {name}:\n{self.stderr}")
+                    self._changed.clear()
+                    if find() is None and not self._eof:
+                        await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"no {name} log line in time:\n{self.stderr}") from None
+        return found
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
 
     def doc_url(self, secret: bytes) -> str:
-        return f"ws://127.0.0.1:{self.port}/doc/{room_id_for(secret)}?token={relay_token(secret)}"
+        return f"{self.url}/doc/{room_id_for(secret)}?token={relay_token(secret)}"
+
+    async def terminate(self) -> int:
+        """SIGTERM, then the exit code (within the deadline)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.proc.wait(), DEADLINE)
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, DEADLINE)
+        return code
 
     async def kill(self) -> None:
-        """SIGKILL: no drain, no flush (idempotent)."""
-        if self.proc.returncode is None:
-            self.proc.kill()
-        await self.proc.wait()
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, DEADLINE)

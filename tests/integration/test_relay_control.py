@@ -287,3 +287,32 @@ async def test_several_connections_of_one_user_all_get_live_dms(tmp_path: Path) 
         await a.send(control.DmSend(envelope=seal(alice, bob.public, "hi", now=1).to_dict()))
         await asyncio.gather(laptop.expect(control.DmDeliver), desktop.expect(control.DmDeliver))
         assert base_url(relay).startswith("ws://127.0.0.1:")
+
+
+async def test_read_receipts_need_well_formed_ids_and_are_bounded(tmp_path: Path) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    async with running_relay(tmp_path, limits=limits(max_receipts_per_request=2)) as relay:
+        b = await ControlClient.open(relay, bob)
+        await b.send(control.DmRead(sender=alice.user_id, message_ids=("x" * 4000,)))
+        assert "hex" in (await b.expect(control.Error)).message
+        await b.send(control.DmRead(sender=alice.user_id, message_ids=("a" * 32,) * 3))
+        assert "at most 2" in (await b.expect(control.Error)).message
+        await b.send(control.DmRead(sender="nobody", message_ids=("a" * 32,)))
+        assert (await b.expect(control.Error)).code == "bad_request"
+
+
+async def test_receipts_never_overflow_a_mailbox(tmp_path: Path) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    async with running_relay(tmp_path, limits=limits(mailbox_max_items=3)) as relay:
+        b = await ControlClient.open(relay, bob)
+        for i in range(3):  # alice is offline: each read receipt waits in her mailbox
+            ids = (f"{i:032x}",)
+            await b.send(control.DmRead(sender=alice.user_id, message_ids=ids))
+        await b.send(control.DmRead(sender=alice.user_id, message_ids=("f" * 32,)))
+        await _processed(b)
+        assert (await relay.committer.read(lambda s: s.mailbox_usage(alice.user_id)))[0] == 3
+        a = await ControlClient.open(relay, alice)
+        for _ in range(3):
+            await a.expect(control.Receipt)
+        await _processed(a)
+        assert not any(isinstance(m, control.Receipt) for m in a.inbox)

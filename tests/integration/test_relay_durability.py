@@ -15,8 +15,7 @@ pytestmark = pytest.mark.slow
 
 async def test_nothing_a_client_received_is_lost_to_kill_9(tmp_path: Path) -> None:
     secret = new_room_secret()
-    relay = await RelayProcess.start(tmp_path)
-    try:
+    async with RelayProcess(tmp_path) as relay:
         writers = [await DocClient.open(relay.doc_url(secret)) for _ in range(3)]
         reader = await DocClient.open(relay.doc_url(secret))
         for client in (*writers, reader):
@@ -38,11 +37,8 @@ async def test_nothing_a_client_received_is_lost_to_kill_9(tmp_path: Path) -> No
         received = set(reader.map().keys())
         await asyncio.gather(*tasks, return_exceptions=True)
         assert 150 <= len(received) < 1200, "the kill should land mid-stream"
-    finally:
-        await relay.kill()
 
-    restarted = await RelayProcess.start(tmp_path)
-    try:
+    async with RelayProcess(tmp_path) as restarted:
         fresh = await DocClient.open(restarted.doc_url(secret))
         await fresh.synced.wait()
         async with asyncio.timeout(10):
@@ -50,5 +46,3 @@ async def test_nothing_a_client_received_is_lost_to_kill_9(tmp_path: Path) -> No
                 fresh.changed.clear()
                 await fresh.changed.wait()
         assert received <= set(fresh.map().keys())
-    finally:
-        await restarted.kill()

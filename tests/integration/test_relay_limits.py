@@ -222,9 +222,9 @@ MALFORMED: list[Any] = [
     pytest.param("v1", "[1, 2]", "must be a JSON object", id="v1-not-an-object"),
     pytest.param(
         "v1",
-        '{"v": 1, "type": "launch_missiles"}',
-        "unknown control message type 'launch_missiles'",
-        id="v1-unknown-type",
+        '{"v": 1, "type": "ping", "id": "p", "t0": NaN}',
+        "ping.t0 must be a finite number",
+        id="v1-nan",
     ),
     pytest.param(
         "v1",
@@ -279,6 +279,18 @@ async def test_relay_rejects_malformed_frame(
         health = await healthz(relay)
         assert health["status"] == "ok"
         await eventually(lambda: len(relay.peers) == 2, "the offender to be forgotten")
+
+
+async def test_an_unknown_control_type_is_answered_not_fatal(tmp_path: Path) -> None:
+    async with asyncio.timeout(DEADLINE), running_relay(tmp_path) as relay:
+        ctl = await ControlClient.open(relay, Identity.generate())
+        await ctl.expect(Welcome)
+        await ctl.ws.send('{"v": 1, "type": "launch_missiles"}')
+        error = await ctl.expect(Error)
+        assert error.code == "unknown_type"
+        assert "launch_missiles" in error.message
+        await ctl.send(control.Ping(id="still-here", t0=1.0))
+        await ctl.expect(control.Pong)
 
 
 async def test_relay_counts_an_invalid_update_separately(tmp_path: Path) -> None:

@@ -5,27 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from focusmate.invite import new_room_secret, relay_token, room_id_for
+from focusmate.invite import new_room_secret, room_id_for
+from relay.__main__ import main as relay_main
 from relay.server import Relay
 from sync.control import CloseCode
-from tests.integration.relaykit import DEADLINE, DocClient, doc_url, running_relay
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.integration.relaykit import (
+    DEADLINE,
+    REPO,
+    DocClient,
+    RelayProcess,
+    doc_url,
+    limits,
+    relay_env,
+    running_relay,
+)
 
 # -- HTTP endpoints ---------------------------------------------------------------------------
 
@@ -158,115 +168,6 @@ def test_the_relay_imports_no_qt() -> None:
 # -- the real binary ----------------------------------------------------------------------------
 
 
-def _relay_env() -> dict[str, str]:
-    """This environment without FOCUSMATE_RELAY_* settings that could change the relay."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("FOCUSMATE_RELAY_")}
-
-
-class RelayProcess:
-    """``python -m relay --data-dir D serve --port 0``, its stderr read as JSON log lines."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.lines: list[str] = []
-        self.port = 0
-        self.proc: asyncio.subprocess.Process | None = None
-        self._changed = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-        self._eof = False
-
-    async def __aenter__(self) -> Self:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "relay",
-            "--data-dir",
-            str(self.data_dir),
-            "serve",
-            "--port",
-            "0",
-            cwd=REPO,
-            env=_relay_env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-        try:
-            listening = await self.wait_event("relay.listening")
-        except BaseException:
-            await self.kill()
-            raise
-        self.port = int(listening["port"])
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.kill()
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        async for raw in self.proc.stderr:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-            self._changed.set()
-        self._eof = True
-        self._changed.set()
-
-    def events(self) -> list[dict[str, Any]]:
-        """Every log line as JSON (a line that does not parse fails the test)."""
-        parsed = []
-        for line in self.lines:
-            try:
-                parsed.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise AssertionError(f"not a JSON log line: {line!r}") from None
-        return parsed
-
-    async def wait_event(self, name: str) -> dict[str, Any]:
-        def find() -> dict[str, Any] | None:
-            return next((e for e in self.events() if e.get("event") == name), None)
-
-        try:
-            async with asyncio.timeout(DEADLINE):
-                while (found := find()) is None:
-                    if self._eof:
-                        raise AssertionError(f"relay exited before {name}:\n{self.stderr}")
-                    self._changed.clear()
-                    if find() is None and not self._eof:
-                        await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(f"no {name} log line in time:\n{self.stderr}") from None
-        return found
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def doc_url(self, secret: bytes) -> str:
-        return f"{self.url}/doc/{room_id_for(secret)}?token={relay_token(secret)}"
-
-    async def terminate(self) -> int:
-        """SIGTERM, then the exit code (within the deadline)."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.proc.wait(), DEADLINE)
-        if self._reader is not None:
-            await asyncio.wait_for(self._reader, DEADLINE)
-        return code
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reader, DEADLINE)
-
-
 async def admin(data_dir: Path, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -277,7 +178,7 @@ async def admin(data_dir: Path, *args: str) -> tuple[int, str, str]:
         "admin",
         *args,
         cwd=REPO,
-        env=_relay_env(),
+        env=relay_env(),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -429,3 +330,35 @@ async def test_admin_restore_leaves_the_backup_untouched(tmp_path: Path) -> None
     assert restored["restored"] == str(backup)
     assert sorted(p.name for p in backup.parent.iterdir()) == ["relay.db"]
     assert backup.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"SQLite format 3\x00" + b"\x00" * 200, b"hello"], ids=["empty", "bad", "text"]
+)
+def test_admin_restore_refuses_what_is_not_a_relay_backup(tmp_path: Path, content: bytes) -> None:
+    data = tmp_path / "relay-data"
+    data.mkdir()
+    (data / "relay.db").write_bytes(b"keep me")
+    impostor = tmp_path / "impostor.db"
+    impostor.write_bytes(content)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = relay_main(["--data-dir", str(data), "admin", "restore", str(impostor)])
+    assert code == 1
+    assert "not a FocusMate relay backup" in err.getvalue()
+    assert (data / "relay.db").read_bytes() == b"keep me"
+    assert sorted(p.name for p in data.iterdir()) == ["relay.db", "relay.lock"]
+
+
+async def test_behind_a_proxy_limits_apply_to_the_forwarded_address(tmp_path: Path) -> None:
+    secret = new_room_secret()
+    lim = limits(max_connections_per_ip=1)
+    async with running_relay(tmp_path, limits=lim, trust_forwarded_for=True) as relay:
+        url = doc_url(relay, secret)
+        first = await connect(url, additional_headers={"X-Forwarded-For": "10.0.0.1"})
+        second = await connect(url, additional_headers={"X-Forwarded-For": "spoof, 10.0.0.2"})
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, additional_headers={"X-Forwarded-For": "10.0.0.2"})
+        assert refused.value.response.status_code == 429
+        await first.close()
+        await second.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,29 @@ async def _wait_for(predicate) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(10):
         while not predicate():
             await asyncio.sleep(0)
+
+
+async def test_an_update_the_relay_cannot_store_closes_its_sender_and_is_not_forwarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = new_room_secret()
+    async with running_relay(tmp_path) as relay:
+        alice = await DocClient.open(doc_url(relay, secret))
+        bob = await DocClient.open(doc_url(relay, secret))
+        await alice.synced.wait()
+        await bob.synced.wait()
+
+        def disk_full(*args: object, **kwargs: object) -> int:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(relay.storage, "append_update", disk_full)
+        await alice.set("lost?", "no: alice still has it and resends after reconnecting")
+        code, reason = await alice.wait_closed()
+        assert code == CloseCode.INTERNAL
+        assert "could not store" in (reason or "")
+        monkeypatch.undo()
+        await bob.set("marker", 1)
+        carol = await DocClient.open(doc_url(relay, secret))
+        await carol.wait_value("marker", 1)
+        assert bob.value("lost?") is None
+        assert carol.value("lost?") is None
