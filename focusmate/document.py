@@ -201,8 +201,45 @@ def validate_update(update: bytes) -> None:
     if len(update) > MAX_UPDATE_BYTES:
         raise ValidationError(f"update of {len(update)} bytes exceeds {MAX_UPDATE_BYTES}")
     try:
-        Doc().apply_update(update)
+        _scratch_apply(update)
     except BaseException as err:  # pycrdt raises ValueError, or a PanicException from Rust
         if isinstance(err, KeyboardInterrupt | SystemExit):
             raise
         raise ValidationError(f"malformed document update: {err}") from err
+
+
+def _scratch_apply(update: bytes) -> None:
+    """Integrate ``update`` into a throwaway document.
+
+    A relay validates every update it receives, and most of ``Doc().apply_update``'s cost is the
+    Python wrapper's construction (locks, observers): the Rust document directly costs ~5 µs
+    instead of ~21 µs. pycrdt is pinned below 0.15; should that private API move, the public one
+    takes over.
+    """
+    if _RawDoc is None:
+        Doc().apply_update(update)
+        return
+    raw = _RawDoc(None, None, None)
+    txn = raw.create_transaction()
+    try:
+        raw.apply_update(txn, update)
+    finally:
+        txn.commit()
+        txn.drop()
+
+
+def _raw_doc_type() -> Any:
+    try:
+        from pycrdt._pycrdt import Doc as raw_doc  # noqa: PLC0415 - optional fast path
+
+        probe = raw_doc(None, None, None)
+        txn = probe.create_transaction()
+        probe.apply_update(txn, EMPTY_UPDATE)
+        txn.commit()
+        txn.drop()
+    except Exception:  # a pycrdt whose internals differ: use the public API
+        return None
+    return raw_doc
+
+
+_RawDoc = _raw_doc_type()

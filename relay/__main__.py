@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -92,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fold a document's log into a snapshot after this many updates",
     )
     serve.add_argument(
+        "--synchronous",
+        choices=("normal", "full"),
+        default=_env("SYNCHRONOUS", "normal"),
+        help="normal: commits survive a relay crash or kill -9; full: also a power cut, at the "
+        "cost of an fsync per group commit (env ..._SYNCHRONOUS)",
+    )
+    serve.add_argument(
         "--drain-seconds",
         type=float,
         default=float(_env("DRAIN_SECONDS", "10") or 10),
@@ -147,7 +155,21 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         yield
 
 
+def _tune_interpreter() -> None:
+    """Latency settings for a server process (the composition root's call, not a library's).
+
+    The storage thread hands each group commit back to the event loop; with CPython's default
+    5 ms GIL switch interval that hand-off alone added milliseconds to every update's fan-out
+    under load (bench/relay_fanout.py: p50 3.5 -> 1.9 ms at 2000 updates/s). Freezing the
+    objects made at start-up keeps them out of every later full garbage collection.
+    """
+    sys.setswitchinterval(0.0005)
+    gc.collect()
+    gc.freeze()
+
+
 async def _serve(config: RelayConfig) -> None:
+    _tune_interpreter()
     relay = Relay(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -175,6 +197,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
                 trust_forwarded_for=args.trust_forwarded_for,
                 idle_document_seconds=args.idle_document_seconds,
                 compact_after_updates=args.compact_after_updates,
+                synchronous=args.synchronous,
                 drain_seconds=args.drain_seconds,
                 log_level=args.log_level,
             )

@@ -27,14 +27,22 @@ MAX_BATCH = 2_000
 
 @dataclass
 class _Write:
-    fn: Callable[[RelayStorage], Any]
+    fn: Callable[[RelayStorage], Any] | None  # None: a document update, in ``append``
     future: asyncio.Future[Any]
     on_commit: Callable[[Any], None] | None = field(default=None)
+    append: tuple[str, bytes] | None = None
 
 
 class Committer:
-    def __init__(self, storage: RelayStorage, *, on_batch: Callable[[int, float], None]) -> None:
+    def __init__(
+        self,
+        storage: RelayStorage,
+        *,
+        on_batch: Callable[[int, float], None],
+        clock: Callable[[], float],
+    ) -> None:
         self.storage = storage
+        self.clock = clock  # wall-clock time recorded with each document write
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
         self._queue: list[_Write] = []
         self._wake = asyncio.Event()
@@ -57,6 +65,19 @@ class Committer:
             raise RuntimeError("the relay is shutting down")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(fn, future, on_commit))
+        self._idle.clear()
+        self._wake.set()
+        return future
+
+    def append(
+        self, doc_id: str, update: bytes, *, on_commit: Callable[[int], None]
+    ) -> asyncio.Future[int]:
+        """Queue a document update; ``on_commit`` gets its row id once it is durable. Runs of
+        updates in a batch are written with one statement."""
+        if self._closed:
+            raise RuntimeError("the relay is shutting down")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Write(None, future, on_commit, (doc_id, update)))
         self._idle.clear()
         self._wake.set()
         return future
@@ -89,6 +110,7 @@ class Committer:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
+            await asyncio.sleep(0)  # let this loop iteration's other frames join the batch
             self._wake.clear()
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
@@ -114,19 +136,34 @@ class Committer:
 
     def _commit(self, batch: list[_Write]) -> list[tuple[bool, Any]]:
         storage = self.storage
+        now = self.clock()
         results: list[tuple[bool, Any]] = []
         storage.begin()
         try:
-            for write in batch:
+            i = 0
+            while i < len(batch):
+                if batch[i].append is not None:
+                    j = i
+                    while j < len(batch) and batch[j].append is not None:
+                        j += 1
+                    rows = [write.append for write in batch[i:j] if write.append is not None]
+                    results.extend(
+                        (True, row_id) for row_id in storage.append_updates(rows, now=now)
+                    )
+                    i = j
+                    continue
+                fn = batch[i].fn
+                assert fn is not None
                 storage.conn.execute("SAVEPOINT w")
                 try:
-                    value = write.fn(storage)
+                    value = fn(storage)
                 except Exception as err:
                     storage.conn.execute("ROLLBACK TO w")
                     results.append((False, err))
                 else:
                     results.append((True, value))
                 storage.conn.execute("RELEASE w")
+                i += 1
             storage.commit()
         except BaseException:
             storage.rollback()

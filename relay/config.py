@@ -60,6 +60,7 @@ class RelayConfig:
     limits: Limits = field(default_factory=Limits)
     idle_document_seconds: float = 60.0
     compact_after_updates: int = 500
+    synchronous: str = "normal"  # SQLite's: "full" adds an fsync per group commit (storage.py)
     drain_seconds: float = 10.0
     log_level: str = "info"
 

@@ -31,7 +31,7 @@ from relay.committer import Committer
 from relay.config import RelayConfig
 from relay.logs import fields
 from relay.metrics import RelayMetrics
-from relay.peer import Peer
+from relay.peer import Peer, frame_for
 from relay.storage import LoadedDoc, RelayStorage
 from relay.timers import new_client_id
 from sync.control import CloseCode
@@ -77,6 +77,7 @@ class DocState:
         "idle_since",
         "inflight",
         "last_id",
+        "metrics",
         "pending",
         "relay_client_id",
         "subs",
@@ -84,8 +85,11 @@ class DocState:
         "unsnapshotted",
     )
 
-    def __init__(self, doc_id: str, loaded: LoadedDoc, *, now: float) -> None:
+    def __init__(
+        self, doc_id: str, loaded: LoadedDoc, *, now: float, metrics: RelayMetrics
+    ) -> None:
         self.doc_id = doc_id
+        self.metrics = metrics
         self._base: bytes | None = None
         self.pending: list[bytes] = list(loaded.updates)
         self.last_id = loaded.last_id
@@ -111,11 +115,20 @@ class DocState:
         self.unsnapshotted += 1
 
     def broadcast(self, message: bytes, *, skip: Peer | None = None) -> int:
-        sent = 0
+        """Send ``message`` to every subscriber but ``skip``, serialising each distinct frame
+        (plain y-websocket, or prefixed for /v1) once."""
+        frames: dict[bytes, bytes] = {}
+        sent = size = 0
         for peer, sub in self.subs.items():
-            if peer is not skip:
-                peer.send(sub.prefix + message if sub.prefix else message)
-                sent += 1
+            if peer is skip:
+                continue
+            frame = frames.get(sub.prefix)
+            if frame is None:
+                frame = frames[sub.prefix] = frame_for(sub.prefix + message)
+            peer.send_frame(frame)
+            sent += 1
+            size += len(sub.prefix) + len(message)
+        self.metrics.bytes_out.inc(size)
         return sent
 
 
@@ -151,7 +164,7 @@ class DocHub:
         self._loading[doc_id] = future
         try:
             loaded = await self.committer.read(lambda s: s.load_doc(doc_id))
-            state = DocState(doc_id, loaded, now=self.monotonic())
+            state = DocState(doc_id, loaded, now=self.monotonic(), metrics=self.metrics)
             self.docs[doc_id] = state
             self.metrics.documents.set(len(self.docs))
             future.set_result(state)
@@ -231,7 +244,6 @@ class DocHub:
             raise ProtocolError(str(err)) from None
         received = self.monotonic() if received is None else received
         doc_id = state.doc_id
-        now = self.clock.now()
         state.inflight += 1
         if origin is not None:
             origin.inflight += 1
@@ -245,9 +257,7 @@ class DocHub:
             if state.unsnapshotted >= self.config.compact_after_updates:
                 self.compact(state)
 
-        future = self.committer.submit(
-            lambda s: s.append_update(doc_id, update, now=now), on_commit=committed
-        )
+        future = self.committer.append(doc_id, update, on_commit=committed)
         future.add_done_callback(lambda done: self._write_done(state, origin, done))
         return future
 

@@ -1,8 +1,9 @@
 """One client connection: a bounded outgoing queue, incoming rate limits, and who it is.
 
-Sending never blocks the sender: :meth:`Peer.send` writes the frame straight to the socket when
-the kernel keeps up, and otherwise appends it to a queue that a writer task (started only while
-there is something queued, so idle connections cost no task) drains with flow control. A client
+Sending never blocks the sender. When the kernel keeps up, frames gather in the connection's
+:class:`Outbox` entry and leave together at the end of the loop iteration; otherwise they go to a
+queue that a writer task (started only while there is something queued, so idle connections cost
+no task) drains with flow control. A client
 that stops reading fills its queue; past ``send_queue_bytes`` it is dropped with 4409 and its
 queue freed, so a slow consumer costs bounded memory and never slows the others.
 """
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from focusmate.identity import PublicIdentity
@@ -30,12 +32,39 @@ DIRECT_WRITE_BUFFER = 64 * 1024
 CLOSE_GRACE_SECONDS = 1.0
 
 
+def frame_for(data: bytes | str) -> bytes:
+    """A complete server-to-client websocket frame (unmasked, uncompressed) for ``data``."""
+    if isinstance(data, str):
+        return Frame(Opcode.TEXT, data.encode("utf-8")).serialize(mask=False)
+    return Frame(Opcode.BINARY, data).serialize(mask=False)
+
+
+class Outbox:
+    """Coalesces the frames sent during one event-loop iteration into one write per connection:
+    a group commit of N updates reaches each subscriber as one syscall instead of N."""
+
+    def __init__(self) -> None:
+        self._dirty: dict[Peer, None] = {}  # an ordered set
+
+    def add(self, peer: Peer) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty[peer] = None
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        for peer in dirty:
+            peer.flush()
+
+
 class Peer:
     __slots__ = (
         "_bytes",
         "_closing",
         "_inflight_room",
         "_messages",
+        "_pending",
+        "_pending_bytes",
         "_queue",
         "_writer",
         "closed",
@@ -45,6 +74,7 @@ class Peer:
         "ip",
         "limits",
         "metrics",
+        "outbox",
         "queued_bytes",
         "subscriptions",
         "ws",
@@ -58,6 +88,7 @@ class Peer:
         endpoint: str,
         limits: Limits,
         metrics: RelayMetrics,
+        outbox: Outbox,
         now: float,
     ) -> None:
         self.ws = ws
@@ -70,7 +101,10 @@ class Peer:
         self.closed = False
         self.queued_bytes = 0
         self.inflight = 0  # updates received but not yet committed
-        self._queue: deque[bytes | str] = deque()
+        self.outbox = outbox
+        self._pending: list[bytes] = []  # frames to write at the end of this loop iteration
+        self._pending_bytes = 0
+        self._queue: deque[bytes] = deque()  # frames waiting for the kernel (slow path)
         self._writer: asyncio.Task[None] | None = None
         self._inflight_room: asyncio.Event | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -84,50 +118,66 @@ class Peer:
     # -- outgoing -------------------------------------------------------------------------------
 
     def send(self, data: bytes | str) -> None:
+        """Send one message (binary for bytes, text for str)."""
+        self.metrics.bytes_out.inc(len(data))
+        self.send_frame(frame_for(data))
+
+    def send_control(self, message: ControlMessage) -> None:
+        self.send(encode(message))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send a websocket frame serialised by :func:`frame_for` (once, for every recipient of a
+        broadcast: server frames are unmasked, so the bytes are the same for everyone). The
+        caller counts the bytes in the metrics."""
         if self.closed:
             return
-        size = len(data)
-        if self._writer is None and self._write_now(data):
-            self.metrics.bytes_out.inc(size)
+        ws = self.ws
+        if (
+            self._writer is None
+            and ws.protocol.state is State.OPEN
+            and ws.transport.get_write_buffer_size() + self._pending_bytes <= DIRECT_WRITE_BUFFER
+        ):
+            if not self._pending:
+                self.outbox.add(self)
+            self._pending.append(frame)
+            self._pending_bytes += len(frame)
             return
-        if self.queued_bytes and self.queued_bytes + size > self.limits.send_queue_bytes:
+        self.flush()  # what is pending goes first, in order
+        if self.queued_bytes and self.queued_bytes + len(frame) > self.limits.send_queue_bytes:
             self.metrics.dropped_slow.inc()
             self.close(CloseCode.SLOW_CONSUMER, "too slow: the relay dropped this connection")
             return
         # (one frame is always accepted into an empty queue, however large: a big document's
         # sync step 2 must reach a client on a slow link)
-        self._queue.append(data)
-        self.queued_bytes += size
-        self.metrics.bytes_out.inc(size)
+        self._queue.append(frame)
+        self.queued_bytes += len(frame)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
-    def _write_now(self, data: bytes | str) -> bool:
-        """The fast path: hand the frame to the socket at once when nothing is queued and the
-        kernel is keeping up. Frames are written whole, so this never interleaves with the
-        library's own writes (pings, close)."""
-        ws = self.ws
-        if ws.protocol.state is not State.OPEN:
-            return False
-        if ws.transport.get_write_buffer_size() > DIRECT_WRITE_BUFFER:
-            return False
-        if isinstance(data, str):
-            ws.protocol.send_text(data.encode())
-        else:
-            ws.protocol.send_binary(data)
-        ws.send_data()
-        return True
-
-    def send_control(self, message: ControlMessage) -> None:
-        self.send(encode(message))
+    def flush(self) -> None:
+        """Write the frames gathered this loop iteration in one go (one syscall, not one each).
+        Frames are whole, so they never interleave with the library's own (pings, close); once
+        the connection is closing, they are dropped."""
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        if self.ws.protocol.state is State.OPEN and not self.closed:
+            self.ws.transport.write(data)
 
     async def _write(self) -> None:
+        """The slow path: one frame at a time, waiting for the kernel to take each."""
+        ws = self.ws
         try:
             while self._queue and not self.closed:
-                data = self._queue.popleft()
-                self.queued_bytes -= len(data)
-                await self.ws.send(data)
-        except ConnectionClosed:
+                frame = self._queue.popleft()
+                self.queued_bytes -= len(frame)
+                if ws.protocol.state is not State.OPEN:
+                    break
+                ws.transport.write(frame)
+                await ws.drain()
+        except (ConnectionClosed, ConnectionError):
             self._discard()
         finally:
             self._writer = None
@@ -136,6 +186,8 @@ class Peer:
         self.closed = True
         self._queue.clear()
         self.queued_bytes = 0
+        self._pending.clear()
+        self._pending_bytes = 0
 
     def close(self, code: int, reason: str) -> None:
         """Close with a code and a reason the client can show; returns at once."""

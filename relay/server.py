@@ -44,7 +44,7 @@ from relay.docs import DocHub, DocState
 from relay.logs import fields
 from relay.mailbox import Mailboxes
 from relay.metrics import CONTENT_TYPE, RelayMetrics
-from relay.peer import Peer
+from relay.peer import Outbox, Peer
 from relay.ratelimit import BucketsByKey
 from relay.storage import RelayStorage
 from relay.timers import host_command
@@ -92,8 +92,8 @@ class Relay:
         self.clock = clock or SystemClock()
         self.monotonic = monotonic
         self.metrics = RelayMetrics()
-        self.storage = RelayStorage(config.database)
-        self.committer = Committer(self.storage, on_batch=self._observe_batch)
+        self.storage = RelayStorage(config.database, synchronous=config.synchronous)
+        self.committer = Committer(self.storage, on_batch=self._observe_batch, clock=self.clock.now)
         self.hub = DocHub(
             committer=self.committer,
             config=config,
@@ -108,6 +108,7 @@ class Relay:
             metrics=self.metrics,
             online=self._online,
         )
+        self.outbox = Outbox()
         self.peers: set[Peer] = set()
         self._users: dict[str, set[Peer]] = {}
         self._per_ip: collections.Counter[str] = collections.Counter()
@@ -253,6 +254,7 @@ class Relay:
             endpoint=endpoint,
             limits=self.limits,
             metrics=self.metrics,
+            outbox=self.outbox,
             now=self.monotonic(),
         )
         self.peers.add(peer)

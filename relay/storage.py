@@ -4,8 +4,11 @@ Rules:
 
 * One connection, used from one worker thread only (see :mod:`relay.committer`), so there is no
   locking in Python and SQLite sees one writer.
-* WAL with ``synchronous=FULL``: a commit that returned is on disk; ``kill -9`` loses nothing
-  committed and never leaves half a batch.
+* WAL, and by default ``synchronous=NORMAL``: a commit that returned is in the WAL file, so a
+  crashed or ``kill -9``-ed relay loses nothing committed and never leaves half a batch. Only
+  an operating-system crash or power cut can lose the last commits — and clients, which are
+  local-first, still hold those updates and send them again when they sync. ``full`` adds an
+  fsync per group commit for operators who want the relay itself to survive power cuts.
 * A document is ``snapshot (merged updates up to row id N) + updates with id > N``; compaction
   replaces a prefix of the log with a new snapshot in one transaction.
 * Mailbox rows are ciphertext envelopes or receipts exactly as they will be delivered.
@@ -22,6 +25,7 @@ from pycrdt import merge_updates
 
 APPLICATION_ID = 0x466D5452  # "FmTR"
 SCHEMA_VERSION = 1
+SYNCHRONOUS_MODES = frozenset({"normal", "full"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -85,7 +89,7 @@ class DocInfo:
 
 
 class RelayStorage:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,10 +97,19 @@ class RelayStorage:
             self.conn.execute("PRAGMA busy_timeout = 5000")
             self._check_identity()
             self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = FULL")
+            if synchronous not in SYNCHRONOUS_MODES:
+                raise StorageError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
+            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self.conn.executescript(_SCHEMA)
             self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._next_id = (
+                1
+                + self.conn.execute(
+                    "SELECT max(coalesce((SELECT max(id) FROM doc_updates), 0), "
+                    "coalesce((SELECT max(upto) FROM doc_snapshots), 0))"
+                ).fetchone()[0]
+            )
         except (sqlite3.Error, OSError) as err:
             raise StorageError(f"cannot open the relay database {path}: {err}") from None
 
@@ -128,16 +141,25 @@ class RelayStorage:
 
     # -- documents ------------------------------------------------------------------------------
 
-    def append_update(self, doc_id: str, data: bytes, *, now: float) -> int:
-        self.conn.execute(
+    def append_updates(self, rows: list[tuple[str, bytes]], *, now: float) -> list[int]:
+        """Append updates (doc id, update) in order; returns their row ids, ascending.
+
+        Ids come from a counter kept in memory (one writer): one ``executemany`` for the whole
+        group commit instead of a statement and a savepoint per update.
+        """
+        first = self._next_id
+        ids = list(range(first, first + len(rows)))
+        self.conn.executemany(
+            "INSERT INTO doc_updates (id, doc_id, data) VALUES (?, ?, ?)",
+            [(row_id, doc_id, data) for row_id, (doc_id, data) in zip(ids, rows, strict=True)],
+        )
+        self.conn.executemany(
             "INSERT INTO docs (doc_id, created_at, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (doc_id) DO UPDATE SET updated_at = excluded.updated_at",
-            (doc_id, now, now),
+            [(doc_id, now, now) for doc_id in dict.fromkeys(doc_id for doc_id, _ in rows)],
         )
-        cursor = self.conn.execute(
-            "INSERT INTO doc_updates (doc_id, data) VALUES (?, ?)", (doc_id, data)
-        )
-        return int(cursor.lastrowid or 0)
+        self._next_id += len(rows)
+        return ids
 
     def load_doc(self, doc_id: str) -> LoadedDoc:
         snapshot = self.conn.execute(

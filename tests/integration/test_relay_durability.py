@@ -11,6 +11,7 @@ from focusmate.invite import new_room_secret
 from tests.integration.relaykit import DocClient, RelayProcess
 
 pytestmark = pytest.mark.slow
+WRITES = 5000  # per writer: far more than arrive before the kill
 
 
 async def test_nothing_a_client_received_is_lost_to_kill_9(tmp_path: Path) -> None:
@@ -22,7 +23,7 @@ async def test_nothing_a_client_received_is_lost_to_kill_9(tmp_path: Path) -> No
             await client.synced.wait()
 
         async def write(n: int, client: DocClient) -> None:
-            for i in range(400):
+            for i in range(WRITES):
                 try:
                     await client.set(f"w{n}-{i}", i)
                 except Exception:  # the relay is gone: stop writing
@@ -36,7 +37,7 @@ async def test_nothing_a_client_received_is_lost_to_kill_9(tmp_path: Path) -> No
         await relay.kill()
         received = set(reader.map().keys())
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert 150 <= len(received) < 1200, "the kill should land mid-stream"
+        assert 150 <= len(received) < 3 * WRITES, "the kill should land mid-stream"
 
     async with RelayProcess(tmp_path) as restarted:
         fresh = await DocClient.open(restarted.doc_url(secret))

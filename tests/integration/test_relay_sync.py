@@ -195,10 +195,10 @@ async def test_an_update_the_relay_cannot_store_closes_its_sender_and_is_not_for
         await alice.synced.wait()
         await bob.synced.wait()
 
-        def disk_full(*args: object, **kwargs: object) -> int:
+        def disk_full(*args: object, **kwargs: object) -> list[int]:
             raise sqlite3.OperationalError("database or disk is full")
 
-        monkeypatch.setattr(relay.storage, "append_update", disk_full)
+        monkeypatch.setattr(relay.storage, "append_updates", disk_full)
         await alice.set("lost?", "no: alice still has it and resends after reconnecting")
         code, reason = await alice.wait_closed()
         assert code == CloseCode.INTERNAL
