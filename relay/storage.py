@@ -91,6 +91,7 @@ class DocInfo:
 class RelayStorage:
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         self.path = path
+        self.synchronous = synchronous
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -115,6 +116,21 @@ class RelayStorage:
             )
         except (sqlite3.Error, OSError) as err:
             raise StorageError(f"cannot open the relay database {path}: {err}") from None
+
+    def reader(self) -> RelayStorage:
+        """A second, read-only connection to the same database, for another thread.
+
+        In WAL mode it reads the last committed state while the writer carries on, so what it
+        returns (a document to serve, mail to deliver) is always durable.
+        """
+        reader = object.__new__(RelayStorage)
+        reader.path = self.path
+        reader.synchronous = self.synchronous
+        reader.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        reader.conn.execute("PRAGMA busy_timeout = 5000")
+        reader.conn.execute("PRAGMA query_only = 1")
+        reader._next_id = 0
+        return reader
 
     def _check_identity(self) -> None:
         app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]

@@ -730,7 +730,9 @@ async def test_relay_stops_reading_a_connection_with_too_many_updates_in_flight(
 ) -> None:
     secret = new_room_secret()
     lim = limits(max_inflight_updates=3)
-    async with asyncio.timeout(DEADLINE), running_relay(tmp_path, limits=lim) as relay:
+    # with fsync'ed commits (the only ones slow enough to matter) they run on a storage thread
+    relay_under_test = running_relay(tmp_path, limits=lim, synchronous="full")
+    async with asyncio.timeout(DEADLINE), relay_under_test as relay:
         writer, reader = await open_room(relay, secret, 2)
         writer_peer = peer_of(relay, writer.ws)
         disk = threading.Event()  # holds the storage thread, as a very slow disk would
@@ -740,7 +742,7 @@ async def test_relay_stops_reading_a_connection_with_too_many_updates_in_flight(
             stuck.set()
             disk.wait(DEADLINE)
 
-        stalled = asyncio.ensure_future(relay.committer.read(slow_disk))
+        stalled = relay.committer.submit(slow_disk)
         try:
             await eventually(stuck.is_set, "the storage thread to stall")
             sent = [await writer.set("n", i) for i in range(10)]
