@@ -23,6 +23,8 @@ from pathlib import Path
 
 from pycrdt import merge_updates
 
+from focusmate.store import fold_updates
+
 APPLICATION_ID = 0x466D5452  # "FmTR"
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = frozenset({"normal", "full"})
@@ -208,7 +210,8 @@ class RelayStorage:
         loaded = self.load_doc(doc_id)
         if loaded.pending == 0:
             return 0
-        self.save_snapshot(doc_id, merge_updates(*loaded.updates), upto=loaded.last_id, now=now)
+        folded = fold_updates([merge_updates(*loaded.updates)])
+        self.save_snapshot(doc_id, folded, upto=loaded.last_id, now=now)
         return loaded.pending
 
     def doc_ids(self) -> list[str]:
