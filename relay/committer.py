@@ -29,12 +29,20 @@ CHECKPOINT_SECONDS = 1.0
 log = logging.getLogger("focusmate.relay")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Write:
     fn: Callable[[RelayStorage], Any] | None  # None: a document update, in ``append``
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None  # None: the caller gave on_commit/on_fail instead
     on_commit: Callable[[Any], None] | None = field(default=None)
     append: tuple[str, bytes] | None = None
+    on_fail: Callable[[BaseException], None] | None = None
+
+    def failed(self, err: BaseException) -> None:
+        if self.future is not None:
+            if not self.future.done():
+                self.future.set_exception(err)
+        elif self.on_fail is not None:
+            self.on_fail(err)
 
 
 class Committer:
@@ -94,17 +102,21 @@ class Committer:
         return future
 
     def append(
-        self, doc_id: str, update: bytes, *, on_commit: Callable[[int], None]
-    ) -> asyncio.Future[int]:
-        """Queue a document update; ``on_commit`` gets its row id once it is durable. Runs of
-        updates in a batch are written with one statement."""
+        self,
+        doc_id: str,
+        update: bytes,
+        *,
+        on_commit: Callable[[int], None],
+        on_fail: Callable[[BaseException], None],
+    ) -> None:
+        """Queue a document update; ``on_commit`` gets its row id once it is durable, or
+        ``on_fail`` the error. Runs of updates in a batch are written with one statement, and
+        no future is made per update (this is the relay's hottest path)."""
         if self._closed:
             raise RuntimeError("the relay is shutting down")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(None, future, on_commit, (doc_id, update)))
+        self._queue.append(_Write(None, None, on_commit, (doc_id, update), on_fail))
         self._idle.clear()
         self._wake.set()
-        return future
 
     async def read(self, fn: Callable[[RelayStorage], T]) -> T:
         """Run a read on the reader connection's thread: it sees what is committed."""
@@ -158,19 +170,17 @@ class Committer:
                         results = await loop.run_in_executor(self._executor, self._commit, batch)
                 except Exception as err:  # the commit failed: nothing of the batch happened
                     for write in batch:
-                        if not write.future.done():
-                            write.future.set_exception(err)
+                        write.failed(err)
                     continue
                 self._on_batch(len(batch), loop.time() - started)
                 for write, (ok, value) in zip(batch, results, strict=True):
-                    if ok and write.on_commit is not None:
-                        write.on_commit(value)
-                    if write.future.done():
+                    if not ok:
+                        write.failed(value)
                         continue
-                    if ok:
+                    if write.on_commit is not None:
+                        write.on_commit(value)
+                    if write.future is not None and not write.future.done():
                         write.future.set_result(value)
-                    else:
-                        write.future.set_exception(value)
             self._idle.set()
 
     def _commit(self, batch: list[_Write]) -> list[tuple[bool, Any]]:

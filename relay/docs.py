@@ -258,8 +258,9 @@ class DocHub:
 
     def submit_update(
         self, state: DocState, update: bytes, *, origin: Peer | None, received: float | None = None
-    ) -> asyncio.Future[int] | None:
-        """Validate, commit, then apply and forward; None for an empty update (nothing to do)."""
+    ) -> asyncio.Future[None] | None:
+        """Validate, commit, then apply and forward. For the relay's own updates (``origin``
+        None) a future that resolves once it is committed; None otherwise."""
         if update == EMPTY_UPDATE:
             return None
         try:
@@ -268,10 +269,10 @@ class DocHub:
             self.metrics.rejected.labels("invalid_update").inc()
             raise ProtocolError(str(err)) from None
         received = self.monotonic() if received is None else received
-        doc_id = state.doc_id
         state.inflight += 1
         if origin is not None:
             origin.inflight += 1
+        done = asyncio.get_running_loop().create_future() if origin is None else None
 
         def committed(row_id: int) -> None:
             state.add_committed(update, row_id)
@@ -281,22 +282,28 @@ class DocHub:
             self.metrics.fanout_latency.observe(self.monotonic() - received)
             if state.unsnapshotted >= state.compact_after:
                 self.compact(state)
+            self._write_done(state, origin, None)
+            if done is not None:
+                done.set_result(None)
 
-        future = self.committer.append(doc_id, update, on_commit=committed)
-        future.add_done_callback(lambda done: self._write_done(state, origin, done))
-        return future
+        def failed(err: BaseException) -> None:
+            self._write_done(state, origin, err)
+            if done is not None:
+                done.set_exception(err)
 
-    def _write_done(
-        self, state: DocState, origin: Peer | None, future: asyncio.Future[int]
-    ) -> None:
+        self.committer.append(state.doc_id, update, on_commit=committed, on_fail=failed)
+        return done
+
+    def _write_done(self, state: DocState, origin: Peer | None, err: BaseException | None) -> None:
         state.inflight -= 1
-        if origin is not None:
-            origin.update_committed()
-            if not future.cancelled() and future.exception() is not None:
-                # Not stored, so not forwarded: the client must learn it, and its next sync
-                # (after reconnecting) sends the update again.
-                log.error("relay.commit_failed", extra=fields(error=str(future.exception())))
-                origin.close(CloseCode.INTERNAL, "the relay could not store an update")
+        if origin is None:
+            return
+        origin.update_committed()
+        if err is not None:
+            # Not stored, so not forwarded: the client must learn it, and its next sync (after
+            # reconnecting) sends the update again.
+            log.error("relay.commit_failed", extra=fields(error=str(err)))
+            origin.close(CloseCode.INTERNAL, "the relay could not store an update")
 
     def _awareness(
         self, state: DocState, sub: Subscription, message: AwarenessMessage, raw: bytes

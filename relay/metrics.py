@@ -6,10 +6,59 @@ lists what each means and which alerts to build on them.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class FastCounter:
+    """A counter for the per-update path: a plain integer (the loop is single-threaded), exported
+    by :class:`_FastCollector` at scrape time instead of taking prometheus_client's lock."""
+
+    __slots__ = ("help", "name", "value")
+
+    def __init__(self, name: str, help: str) -> None:
+        self.name, self.help, self.value = name, help, 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
+class FastHistogram:
+    """A histogram for the per-update path, bucketed with bisect; exported like FastCounter."""
+
+    __slots__ = ("bounds", "counts", "help", "name", "sum")
+
+    def __init__(self, name: str, help: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.help, self.bounds = name, help, buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class _FastCollector(Collector):
+    def __init__(self, counters: list[FastCounter], histograms: list[FastHistogram]) -> None:
+        self.counters = counters
+        self.histograms = histograms
+
+    def collect(self) -> Iterator[Metric]:
+        for counter in self.counters:
+            yield CounterMetricFamily(counter.name, counter.help, value=counter.value)
+        for hist in self.histograms:
+            cumulative, buckets = 0, []
+            for bound, count in zip((*hist.bounds, float("inf")), hist.counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            yield HistogramMetricFamily(hist.name, hist.help, buckets=buckets, sum_value=hist.sum)
 
 
 class RelayMetrics:
@@ -28,27 +77,28 @@ class RelayMetrics:
         self.documents = Gauge(
             "focusmate_relay_documents_in_memory", "Documents loaded in memory.", registry=r
         )
-        self.updates_in = Counter(
-            "focusmate_relay_updates_received",
-            "Document updates received and committed.",
-            registry=r,
+        self.updates_in = FastCounter(
+            "focusmate_relay_updates_received", "Document updates received and committed."
         )
-        self.updates_out = Counter(
-            "focusmate_relay_updates_forwarded",
-            "Document update messages sent to subscribers.",
-            registry=r,
+        self.updates_out = FastCounter(
+            "focusmate_relay_updates_forwarded", "Document update messages sent to subscribers."
         )
-        self.bytes_in = Counter(
-            "focusmate_relay_received_bytes", "Websocket payload bytes received.", registry=r
+        self.bytes_in = FastCounter(
+            "focusmate_relay_received_bytes", "Websocket payload bytes received."
         )
-        self.bytes_out = Counter(
-            "focusmate_relay_sent_bytes", "Websocket payload bytes queued for sending.", registry=r
+        self.bytes_out = FastCounter(
+            "focusmate_relay_sent_bytes", "Websocket payload bytes queued for sending."
         )
-        self.fanout_latency = Histogram(
+        self.fanout_latency = FastHistogram(
             "focusmate_relay_fanout_latency_seconds",
             "From receiving an update to queueing it for every subscriber (commit included).",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
+        )
+        r.register(
+            _FastCollector(
+                [self.updates_in, self.updates_out, self.bytes_in, self.bytes_out],
+                [self.fanout_latency],
+            )
         )
         self.commit_batch = Histogram(
             "focusmate_relay_commit_batch_writes",

@@ -28,6 +28,7 @@ from focusmate.store import fold_updates
 APPLICATION_ID = 0x466D5452  # "FmTR"
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = frozenset({"normal", "full"})
+TOUCH_EVERY_SECONDS = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -94,6 +95,7 @@ class RelayStorage:
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         self.path = path
         self.synchronous = synchronous
+        self._touched: dict[str, float] = {}  # doc id -> when its docs row was last updated
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -132,6 +134,7 @@ class RelayStorage:
         reader.conn.execute("PRAGMA busy_timeout = 5000")
         reader.conn.execute("PRAGMA query_only = 1")
         reader._next_id = 0
+        reader._touched = {}
         return reader
 
     def _check_identity(self) -> None:
@@ -166,7 +169,9 @@ class RelayStorage:
         """Append updates (doc id, update) in order; returns their row ids, ascending.
 
         Ids come from a counter kept in memory (one writer): one ``executemany`` for the whole
-        group commit instead of a statement and a savepoint per update.
+        group commit instead of a statement and a savepoint per update. A document's
+        ``updated_at`` (for ``admin docs`` and purging idle documents) is refreshed at most once a
+        minute, not on every commit.
         """
         first = self._next_id
         ids = list(range(first, first + len(rows)))
@@ -174,12 +179,20 @@ class RelayStorage:
             "INSERT INTO doc_updates (id, doc_id, data) VALUES (?, ?, ?)",
             [(row_id, doc_id, data) for row_id, (doc_id, data) in zip(ids, rows, strict=True)],
         )
-        self.conn.executemany(
-            "INSERT INTO docs (doc_id, created_at, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (doc_id) DO UPDATE SET updated_at = excluded.updated_at",
-            [(doc_id, now, now) for doc_id in dict.fromkeys(doc_id for doc_id, _ in rows)],
-        )
+        touched = [
+            doc_id
+            for doc_id in dict.fromkeys(doc_id for doc_id, _ in rows)
+            if now - self._touched.get(doc_id, -TOUCH_EVERY_SECONDS) >= TOUCH_EVERY_SECONDS
+        ]
+        if touched:
+            self.conn.executemany(
+                "INSERT INTO docs (doc_id, created_at, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (doc_id) DO UPDATE SET updated_at = excluded.updated_at",
+                [(doc_id, now, now) for doc_id in touched],
+            )
         self._next_id += len(rows)
+        for doc_id in touched:  # (a rolled-back batch only makes updated_at a minute staler)
+            self._touched[doc_id] = now
         return ids
 
     def load_doc(self, doc_id: str) -> LoadedDoc:
