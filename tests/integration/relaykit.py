@@ -49,10 +49,11 @@ async def running_relay(
     clock: Clock | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     limits: Limits | None = None,
+    port: int = 0,
     **options: Any,
 ) -> AsyncIterator[Relay]:
     config = RelayConfig(
-        host="127.0.0.1", port=0, data_dir=data_dir, limits=limits or Limits(), **options
+        host="127.0.0.1", port=port, data_dir=data_dir, limits=limits or Limits(), **options
     )
     relay = Relay(config, clock=clock, monotonic=monotonic)
     await relay.start()

@@ -1,0 +1,79 @@
+"""One document over one link: the y-sync exchange as a state machine, with no I/O.
+
+Feed it the messages that arrive (:meth:`DocSync.receive`) and the local changes
+(:meth:`DocSync.local_update`); it returns the y-websocket messages to send. Rules:
+
+* On start each side sends sync step 1 (its state vector); each answers the other's with sync
+  step 2 (what the other lacks). After that, live updates flow both ways.
+* A remote update is handed to the document, which validates and *persists* it before anything
+  else sees it (``CrdtDocument.apply_remote``); a malformed one raises ValidationError and the
+  link closes.
+* ``synced`` becomes true when the peer's step 2 has been applied: from then on this side holds
+  everything the peer had when it answered.
+* Updates that came from this link are not sent back to it (``origin`` tells them apart).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sync.wire import ProtocolError
+from sync.ysync import (
+    AwarenessMessage,
+    Message,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    encode_message,
+)
+
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class SyncableDocument(Protocol):
+    """What a link needs of a document (``focusmate.document.CrdtDocument`` is one)."""
+
+    doc_id: str
+
+    def state_vector(self) -> bytes: ...
+
+    def encode_update(self, since_state: bytes | None = None) -> bytes: ...
+
+    def apply_remote(self, update: bytes, *, origin: str, now: float) -> bool: ...
+
+
+class DocSync:
+    def __init__(self, document: SyncableDocument, *, origin: str) -> None:
+        self.document = document
+        self.origin = origin  # how this link's updates are labelled in the store
+        self.synced = False
+
+    def start(self) -> list[bytes]:
+        return [encode_message(SyncStep1(self.document.state_vector()))]
+
+    def receive(self, message: Message, *, now: float) -> list[bytes]:
+        """Handle one message from the peer; returns the replies. Awareness is not handled
+        here (see sync.presence)."""
+        if isinstance(message, SyncStep1):
+            try:
+                diff = self.document.encode_update(message.state_vector)
+            except ValueError:
+                raise ProtocolError("malformed state vector") from None
+            return [encode_message(SyncStep2(diff))]
+        if isinstance(message, SyncStep2 | SyncUpdate):
+            if message.update != EMPTY_UPDATE:
+                self.document.apply_remote(message.update, origin=self.origin, now=now)
+            if isinstance(message, SyncStep2):
+                self.synced = True
+            return []
+        if isinstance(message, AwarenessMessage | QueryAwareness):
+            return []
+        return []  # AuthDenied: the link layer decides
+
+    def local_update(self, update: bytes, *, origin: str) -> bytes | None:
+        """The message carrying a change of the document to this peer, or None when the
+        change came from this very link."""
+        if origin == self.origin or update == EMPTY_UPDATE:
+            return None
+        return encode_message(SyncUpdate(update))

@@ -1,0 +1,121 @@
+"""The sync engine: every room document of a profile, kept in step over every link it has.
+
+Rules:
+
+* A remote update is persisted by its document before anything else sees it; then the
+  document's listeners run, and the engine forwards the update to every *other* link (a peer
+  can be reachable through a relay and on the LAN at once).
+* Local edits come from this process (the app, the daemon) or from another process on the same
+  profile (a CLI command): the engine polls the store's ``data_version``, re-reads documents that
+  changed and forwards what it finds, so a CLI edit reaches every link within a poll interval.
+* Rooms joined meanwhile (``focusmate room join`` in another process) are picked up by the same
+  poll and subscribed on every link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from focusmate.document import CrdtDocument
+from focusmate.invite import relay_token
+from focusmate.room import DOC_KIND as ROOM_KIND
+from focusmate.workspace import Workspace
+from sync.backoff import Backoff
+from sync.relay_link import Event, RelayLink
+
+log = logging.getLogger("focusmate.sync")
+POLL_SECONDS = 0.2
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        relays: Sequence[str],
+        events: Callable[[Event], None],
+        poll_seconds: float = POLL_SECONDS,
+        backoff: Callable[[], Backoff] = Backoff,
+    ) -> None:
+        self.workspace = workspace
+        self.events = events
+        self.poll_seconds = poll_seconds
+        self.links: list[RelayLink] = [
+            RelayLink(
+                url,
+                identity=workspace.identity,
+                clock=workspace.clock,
+                events=events,
+                backoff=backoff(),
+            )
+            for url in relays
+        ]
+        self.documents: dict[str, CrdtDocument] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    async def start(self) -> None:
+        self._track_rooms()
+        for link in self.links:
+            link.start()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_store())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for link in self.links:
+            await link.stop()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+
+    def _track_rooms(self) -> None:
+        for room in self.workspace.rooms():
+            room_id = room.room_id
+            if room_id in self.documents:
+                continue
+            secret = self.workspace.store.room_secret(room_id)
+            if secret is None:
+                continue
+            document = self.workspace.document(room_id, kind=ROOM_KIND)
+            self.documents[room_id] = document
+            self._unsubscribe.append(document.on_change(self._forwarder(room_id)))
+            for link in self.links:
+                link.add_document(document, token=relay_token(secret))
+
+    def _forwarder(self, doc_id: str) -> Callable[[bytes, str], None]:
+        def forward(update: bytes, origin: str) -> None:
+            for link in self.links:
+                link.local_update(doc_id, update, origin=origin)
+
+        return forward
+
+    async def _watch_store(self) -> None:
+        """Notice other processes' commits (CLI edits, rooms joined) within a poll interval."""
+        store = self.workspace.store
+        version = store.data_version()
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                if set(store.active_room_ids()) - self.documents.keys():
+                    self._track_rooms()  # joined or created here or in another process
+                current = store.data_version()
+                if current == version:
+                    continue
+                version = current
+                self.workspace.refresh()  # re-read documents; listeners forward the changes
+            except Exception:
+                log.exception("sync.store_watch_failed")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "links": [
+                {"link": link.url, "connected": link.connected.is_set()} for link in self.links
+            ],
+            "documents": sorted(self.documents),
+        }

@@ -1,0 +1,140 @@
+"""Sync engines on real profiles syncing rooms through a real relay on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from focusmate.clock import SystemClock
+from focusmate.workspace import Workspace
+from sync.backoff import Backoff
+from sync.engine import SyncEngine
+from tests.integration.relaykit import REPO, poll, running_relay
+
+DEADLINE = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Peer:
+    """A profile with a running engine; ``events`` collects what the engine reported."""
+
+    def __init__(self, profile: Path, relays: list[str]) -> None:
+        self.profile = profile
+        self.workspace = Workspace(profile, clock=SystemClock())
+        self.events: list[dict[str, Any]] = []
+        self.engine = SyncEngine(
+            self.workspace,
+            relays=relays,
+            events=self.events.append,
+            poll_seconds=0.05,
+            backoff=lambda: Backoff(base=0.05, cap=0.5),
+        )
+
+    def posts(self, room_id: str) -> list[str]:
+        self.workspace.refresh()
+        room = next(r for r in self.workspace.rooms() if r.room_id == room_id)
+        return [post.body for post in self.workspace.board(room).posts()]
+
+    def room_name(self, room_id: str) -> str | None:
+        rooms = [r for r in self.workspace.rooms() if r.room_id == room_id]
+        return rooms[0].name if rooms and rooms[0].exists else None
+
+
+@asynccontextmanager
+async def peers(tmp_path: Path, relays: list[str], count: int) -> AsyncIterator[list[Peer]]:
+    started = [Peer(tmp_path / f"peer{i}", relays) for i in range(count)]
+    for peer in started:
+        await peer.engine.start()
+    try:
+        yield started
+    finally:
+        for peer in started:
+            await peer.engine.stop()
+
+
+async def eventually(predicate: Callable[[], bool], what: str) -> None:
+    await poll(predicate, what, interval=0.02)
+
+
+async def test_two_engines_sync_a_room_through_a_relay(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as relay:
+        url = f"ws://127.0.0.1:{relay.port}"
+        async with peers(tmp_path, [url], 2) as (alice, bob):
+            room, invite = alice.workspace.create_room("Deep work")
+            bob.workspace.join_room(invite.code)
+            await eventually(lambda: bob.room_name(room.room_id) == "Deep work", "the room")
+            alice.workspace.board(room).post("first post", now=alice.workspace.now())
+            await eventually(lambda: bob.posts(room.room_id) == ["first post"], "alice's post")
+            bob_room = bob.workspace.find_room("Deep work")
+            bob.workspace.board(bob_room).post("reply", now=bob.workspace.now())
+            await eventually(lambda: "reply" in alice.posts(room.room_id), "bob's post")
+            assert any(e["event"] == "link_up" for e in alice.events)
+            assert any(e["event"] == "doc_synced" for e in bob.events)
+
+
+async def test_three_engines_and_a_cli_edit_from_another_process(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as relay:
+        url = f"ws://127.0.0.1:{relay.port}"
+        async with peers(tmp_path, [url], 3) as (alice, bob, carol):
+            room, invite = alice.workspace.create_room("Standup")
+            for peer in (bob, carol):
+                peer.workspace.join_room(invite.code)
+            await eventually(lambda: carol.room_name(room.room_id) == "Standup", "the room")
+            # a CLI command on alice's profile, in its own process, while her engine runs
+            env = {**os.environ, "FOCUSMATE_PROFILE": str(alice.profile)}
+            result = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "focusmate", "post", "Standup", "posted from the CLI"],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 0, result.stderr
+            for peer in (bob, carol):
+                await eventually(
+                    lambda peer=peer: "posted from the CLI" in peer.posts(room.room_id),
+                    "the CLI post",
+                )
+
+
+async def test_offline_edits_merge_when_the_relay_comes_back(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    async with peers(tmp_path, [url], 2) as (alice, bob):
+        async with running_relay(tmp_path / "relay", port=port):
+            room, invite = alice.workspace.create_room("Offline")
+            bob.workspace.join_room(invite.code)
+            await eventually(lambda: bob.room_name(room.room_id) == "Offline", "the room")
+        await eventually(
+            lambda: (
+                not any(link.connected.is_set() for p in (alice, bob) for link in p.engine.links)
+            ),
+            "both links down",
+        )
+        # both write while the relay is gone
+        alice.workspace.board(room).post("alice offline", now=alice.workspace.now())
+        bob_room = bob.workspace.find_room("Offline")
+        bob.workspace.board(bob_room).post("bob offline", now=bob.workspace.now())
+        async with running_relay(tmp_path / "relay", port=port):
+            for peer in (alice, bob):
+                await eventually(
+                    lambda peer=peer: (
+                        sorted(peer.posts(room.room_id)) == ["alice offline", "bob offline"]
+                    ),
+                    "the offline posts merged",
+                )
+        assert any(e["event"] == "link_down" for e in alice.events)
