@@ -1,4 +1,4 @@
-"""``python -m focusmate``: the same as the ``focusmate`` command."""
+"""``python -m focusmate``: the core commands (``focusmate daemon`` comes with ``ui.launcher``)."""
 
 import sys
 

@@ -40,9 +40,11 @@ class SyncEngine:
         events: Callable[[Event], None],
         poll_seconds: float = POLL_SECONDS,
         backoff: Callable[[], Backoff] = Backoff,
+        on_change: Callable[[str, str], None] | None = None,
     ) -> None:
         self.workspace = workspace
         self.events = events
+        self.on_change = on_change  # (doc id, origin) after a document changed, from anywhere
         self.poll_seconds = poll_seconds
         self.links: list[RelayLink] = [
             RelayLink(
@@ -92,6 +94,8 @@ class SyncEngine:
         def forward(update: bytes, origin: str) -> None:
             for link in self.links:
                 link.local_update(doc_id, update, origin=origin)
+            if self.on_change is not None:
+                self.on_change(doc_id, origin)
 
         return forward
 

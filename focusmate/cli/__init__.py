@@ -3,6 +3,10 @@
 Every command opens the profile, does one thing, and exits. Errors a user can act on are printed
 as one line on stderr with exit code 1 (2 for a malformed command line) and change nothing.
 ``main`` takes the clock and the output streams as arguments so tests run it in-process.
+
+Commands that need more than the core (``focusmate daemon`` runs the sync engine) come in as
+:class:`Extension` objects from the composition root (``ui/launcher.py``): this package never
+imports ``sync`` or ``ui``.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from focusmate import __version__, keyfile
 from focusmate.cli.commands import COMMANDS, Context
@@ -27,16 +31,31 @@ from focusmate.workspace import KEY_NAME, Workspace, default_profile_dir
 PASSPHRASE_ENV = "FOCUSMATE_PASSPHRASE"
 
 
+class Extension(Protocol):
+    """More subcommands: ``add_commands`` extends the grammar, ``commands`` maps each
+    "command action" key (as in COMMANDS) to its handler."""
+
+    @property
+    def commands(self) -> Mapping[str, Callable[[Context], int]]: ...
+
+    def add_commands(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     clock: Clock | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    extensions: Sequence[Extension] = (),
 ) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    parser = build_parser()
+    parser, sub = build_parser()
+    commands = dict(COMMANDS)
+    for extension in extensions:
+        extension.add_commands(sub)
+        commands.update(extension.commands)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -51,7 +70,7 @@ def main(
             if args.command is None:
                 return _overview(ctx, parser)
             key = f"{args.command} {getattr(args, 'action', '') or ''}".strip()
-            return COMMANDS[key](ctx)
+            return commands[key](ctx)
     except FocusMateError as error:
         print(f"focusmate: {error}", file=err)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from focusmate import __version__
 from focusmate.settings import SETTING_KEYS
@@ -27,7 +28,11 @@ def _room_settings_flags(parser: argparse.ArgumentParser, *, defaults_from_setti
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
+    """The parser, and its subcommands so extensions can add theirs."""
     parser = argparse.ArgumentParser(
         prog="focusmate",
         description="Focus together: shared pomodoro rooms, a board, and your focus stats.",
@@ -43,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_room_commands(sub)
     _add_board_commands(sub)
     _add_data_commands(sub)
-    return parser
+    return parser, sub
 
 
 def _add_identity_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

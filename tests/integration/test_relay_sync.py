@@ -158,17 +158,18 @@ async def test_the_log_is_compacted_into_a_snapshot(tmp_path: Path) -> None:
     async with running_relay(tmp_path, compact_after_updates=10) as relay:
         alice = await DocClient.open(doc_url(relay, secret))
         bob = await DocClient.open(doc_url(relay, secret))
-        for i in range(25):
+        for i in range(60):
             await alice.set(f"k{i}", i)
-        await bob.wait_value("k24", 24)
+        await bob.wait_value("k59", 59)
         await relay.committer.flush()
         stats = await relay.committer.read(lambda s: s.stats())
         assert stats["snapshots"] == 1
-        assert stats["updates"] < 10
+        # each document compacts after 5-15 updates (jittered around 10): the log stays short
+        assert stats["updates"] < 15
     async with running_relay(tmp_path) as relay:
         carol = await DocClient.open(doc_url(relay, secret))
-        await carol.wait_value("k24", 24)
-        assert [carol.value(f"k{i}") for i in range(25)] == list(range(25))
+        await carol.wait_value("k59", 59)
+        assert [carol.value(f"k{i}") for i in range(60)] == list(range(60))
 
 
 async def _wait(client: DocClient, predicate) -> None:  # type: ignore[no-untyped-def]
