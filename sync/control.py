@@ -208,6 +208,16 @@ class DmRead:
     message_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class RoomProofs:
+    """LAN peer → peer, after the mutual handshake: one HMAC per room I hold, keyed by the room
+    secret over the other side's nonce (``focusmate.invite.membership_proof``). Room ids are
+    not sent: the other side matches the proofs against its own rooms."""
+
+    TYPE: ClassVar[str] = "room_proofs"
+    proofs: tuple[str, ...]
+
+
 ControlMessage = Union[  # noqa: UP007 - a runtime value, iterated below
     Challenge,
     Hello,
@@ -226,6 +236,7 @@ ControlMessage = Union[  # noqa: UP007 - a runtime value, iterated below
     Receipt,
     DmAck,
     DmRead,
+    RoomProofs,
 ]
 _BY_TYPE: dict[str, type[Any]] = {cls.TYPE: cls for cls in typing.get_args(ControlMessage)}
 _HINTS: dict[type[Any], dict[str, Any]] = {

@@ -10,6 +10,8 @@ Rules:
   changed and forwards what it finds, so a CLI edit reaches every link within a poll interval.
 * Rooms joined meanwhile (``focusmate room join`` in another process) are picked up by the same
   poll and subscribed on every link.
+* With ``lan=True`` the engine also listens for LAN peers (``sync.lan``), advertises itself and
+  dials the peers it discovers (``sync.discovery``); a LAN session syncs the rooms both hold.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from focusmate.invite import relay_token
 from focusmate.room import DOC_KIND as ROOM_KIND
 from focusmate.workspace import Workspace
 from sync.backoff import Backoff
+from sync.discovery import Discovery, PeerAdvert
+from sync.docsync import SyncableDocument
+from sync.lan import LanNode, LanSession
 from sync.relay_link import Event, RelayLink
 
 log = logging.getLogger("focusmate.sync")
@@ -41,6 +46,10 @@ class SyncEngine:
         poll_seconds: float = POLL_SECONDS,
         backoff: Callable[[], Backoff] = Backoff,
         on_change: Callable[[str, str], None] | None = None,
+        lan: bool = False,
+        lan_host: str = "0.0.0.0",
+        discover: bool = True,
+        discovery_interfaces: Sequence[str] | None = None,
     ) -> None:
         self.workspace = workspace
         self.events = events
@@ -57,6 +66,25 @@ class SyncEngine:
             for url in relays
         ]
         self.documents: dict[str, CrdtDocument] = {}
+        self.secrets: dict[str, bytes] = {}
+        self.lan_sessions: set[LanSession] = set()
+        self.lan = (
+            LanNode(
+                identity=workspace.identity,
+                rooms=self,
+                clock=workspace.clock,
+                events=events,
+                on_session=self.lan_sessions.add,
+                on_session_end=self.lan_sessions.discard,
+                host=lan_host,
+            )
+            if lan
+            else None
+        )
+        self._discover = discover  # False: dial peers by hand (tests on loopback)
+        self._discovery_interfaces = discovery_interfaces
+        self.discovery: Discovery | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -64,13 +92,48 @@ class SyncEngine:
         self._track_rooms()
         for link in self.links:
             link.start()
+        if self.lan is not None:
+            await self.lan.start()
+            if self._discover:
+                self.discovery = Discovery(
+                    self.workspace.user_id,
+                    self.lan.port,
+                    on_found=self._found,
+                    on_lost=lambda instance: None,
+                    interfaces=self._discovery_interfaces,
+                )
+                await self.discovery.start()
         self._watcher = asyncio.get_running_loop().create_task(self._watch_store())
+
+    def _found(self, advert: PeerAdvert) -> None:
+        self.events({"event": "peer_discovered", "peer": advert.user_id, "port": advert.port})
+        if self.lan is not None and self.lan.should_dial(advert.user_id) and advert.addresses:
+            self.dial(advert.user_id, advert.addresses[0], advert.port)
+
+    def dial(self, user_id: str, host: str, port: int) -> None:
+        """Connect to a LAN peer (discovery does this; tests may call it directly)."""
+        assert self.lan is not None
+        task = asyncio.get_running_loop().create_task(self.lan.dial(user_id, host, port))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def lan_rooms(self) -> list[tuple[str, bytes, SyncableDocument]]:
+        return [
+            (room_id, self.secrets[room_id], document)
+            for room_id, document in self.documents.items()
+        ]
 
     async def stop(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        if self.discovery is not None:
+            await self.discovery.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.lan is not None:
+            await self.lan.stop()
         for link in self.links:
             await link.stop()
         for unsubscribe in self._unsubscribe:
@@ -86,6 +149,7 @@ class SyncEngine:
                 continue
             document = self.workspace.document(room_id, kind=ROOM_KIND)
             self.documents[room_id] = document
+            self.secrets[room_id] = secret
             self._unsubscribe.append(document.on_change(self._forwarder(room_id)))
             for link in self.links:
                 link.add_document(document, token=relay_token(secret))
@@ -94,6 +158,8 @@ class SyncEngine:
         def forward(update: bytes, origin: str) -> None:
             for link in self.links:
                 link.local_update(doc_id, update, origin=origin)
+            for session in list(self.lan_sessions):
+                session.local_update(doc_id, update, origin=origin)
             if self.on_change is not None:
                 self.on_change(doc_id, origin)
 

@@ -1,0 +1,310 @@
+"""LAN links: peers speak the control channel to each other directly, with no relay.
+
+Every running peer listens on a websocket port (advertised by ``sync.discovery``); of two peers
+that find each other, the one with the smaller user id dials, so each pair has one connection.
+A session is symmetric once it is up. Rules:
+
+* **Mutual identity handshake.** The listener sends a challenge; the dialer answers with a hello
+  signed over the listener's nonce and bound to the address ``focusmate-lan:<listener's user
+  id>``, and sends its own challenge; the listener answers with a hello bound to
+  ``focusmate-lan:<dialer's user id>``. A hello bound to anyone else is refused, so a man in the
+  middle cannot pass one side's proof on to the other. The dialer also refuses a listener that
+  is not the user its advert named (adverts are hints, proofs decide).
+* **Room membership without revealing rooms.** Each side sends one HMAC per room it holds,
+  keyed by the room secret, over the *other* side's nonce and both user ids
+  (``focusmate.invite.membership_proof``). No room ids and no secrets cross the wire: each side
+  finds the rooms it shares by recomputing the proofs for its own rooms.
+* Then each shared room is synced with ``sync.docsync`` over document frames, as on a relay's
+  ``/v1``; updates are persisted before anything else sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from focusmate.clock import Clock
+from focusmate.errors import ValidationError
+from focusmate.identity import Identity, PublicIdentity, b64url_decode, b64url_encode
+from focusmate.invite import membership_proof
+from sync import control, handshake
+from sync.docsync import DocSync, SyncableDocument
+from sync.relay_link import Event
+from sync.wire import ProtocolError
+from sync.ysync import decode_message
+
+log = logging.getLogger("focusmate.sync")
+PEER_SERVER = "focusmate-peer/1"
+HANDSHAKE_SECONDS = 10.0
+MAX_ROOM_PROOFS = 256
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+
+class Socket(Protocol):
+    """A websocket, client or server side (websockets' connections are both)."""
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+
+class LanRooms(Protocol):
+    """The rooms a peer can offer: (room id, secret, document), looked up when a session starts."""
+
+    def lan_rooms(self) -> list[tuple[str, bytes, SyncableDocument]]: ...
+
+
+def lan_address(user_id: str) -> str:
+    return f"focusmate-lan:{user_id}"
+
+
+def _context(prover: str, verifier: str) -> bytes:
+    return f"{prover}>{verifier}".encode()
+
+
+class LanSession:
+    """One authenticated connection to one LAN peer, syncing the rooms both hold."""
+
+    def __init__(
+        self,
+        ws: Socket,
+        *,
+        identity: Identity,
+        rooms: LanRooms,
+        clock: Clock,
+        events: Callable[[Event], None],
+    ) -> None:
+        self.ws = ws
+        self.identity = identity
+        self.rooms = rooms
+        self.clock = clock
+        self.events = events
+        self.peer: PublicIdentity | None = None
+        self.origin = "lan:?"
+        self.sessions: dict[str, DocSync] = {}
+        self._outgoing: asyncio.Queue[str | bytes] = asyncio.Queue()
+
+    # -- the engine's side ------------------------------------------------------------------------
+
+    def local_update(self, doc_id: str, update: bytes, *, origin: str) -> None:
+        sync = self.sessions.get(doc_id)
+        if sync is None:
+            return
+        message = sync.local_update(update, origin=origin)
+        if message is not None:
+            self._outgoing.put_nowait(control.encode_doc_frame(doc_id, message))
+
+    # -- handshake ------------------------------------------------------------------------------
+
+    async def _recv(self) -> str | bytes:
+        return await asyncio.wait_for(self.ws.recv(), HANDSHAKE_SECONDS)
+
+    async def _send_now(self, data: str | bytes) -> None:
+        await self.ws.send(data)
+
+    async def _expect(self, kind: type[control.ControlMessage]) -> control.ControlMessage:
+        frame = await self._recv()
+        message = control.decode(frame)
+        if not isinstance(message, kind):
+            raise ProtocolError(f"expected {kind.TYPE}, got {message.TYPE}")
+        return message
+
+    def _verify(self, hello: control.Hello, nonce: bytes) -> PublicIdentity:
+        mine = frozenset({handshake.normalise_address(lan_address(self.identity.user_id))})
+        return handshake.check(hello, nonce=nonce, addresses=mine)
+
+    async def handshake_as_listener(self) -> None:
+        my_nonce = handshake.new_nonce()
+        await self._send_now(control.encode(self._challenge(my_nonce)))
+        hello = await self._expect(control.Hello)
+        assert isinstance(hello, control.Hello)
+        self.peer = self._verify(hello, my_nonce)
+        their = await self._expect(control.Challenge)
+        assert isinstance(their, control.Challenge)
+        answer = handshake.answer(self.identity, their, address=lan_address(self.peer.user_id))
+        await self._send_now(control.encode(answer))
+        await self._exchange_rooms(my_nonce=my_nonce, their_nonce=their.nonce)
+
+    async def handshake_as_dialer(self, *, expected_user: str) -> None:
+        their = await self._expect(control.Challenge)
+        assert isinstance(their, control.Challenge)
+        await self._send_now(
+            control.encode(
+                handshake.answer(self.identity, their, address=lan_address(expected_user))
+            )
+        )
+        my_nonce = handshake.new_nonce()
+        await self._send_now(control.encode(self._challenge(my_nonce)))
+        hello = await self._expect(control.Hello)
+        assert isinstance(hello, control.Hello)
+        self.peer = self._verify(hello, my_nonce)
+        if self.peer.user_id != expected_user:
+            raise ValidationError(
+                f"the peer advertised as {expected_user} proved to be {self.peer.user_id}"
+            )
+        await self._exchange_rooms(my_nonce=my_nonce, their_nonce=their.nonce)
+
+    def _challenge(self, nonce: bytes) -> control.Challenge:
+        return control.Challenge(nonce=nonce, server=PEER_SERVER, time=self.clock.now())
+
+    async def _exchange_rooms(self, *, my_nonce: bytes, their_nonce: bytes) -> None:
+        assert self.peer is not None
+        me, them = self.identity.user_id, self.peer.user_id
+        self.origin = f"lan:{them}"
+        rooms = self.rooms.lan_rooms()[:MAX_ROOM_PROOFS]
+        offers = tuple(
+            b64url_encode(membership_proof(secret, nonce=their_nonce, context=_context(me, them)))
+            for _, secret, _ in rooms
+        )
+        await self._send_now(control.encode(control.RoomProofs(proofs=offers)))
+        received = await self._expect(control.RoomProofs)
+        assert isinstance(received, control.RoomProofs)
+        if len(received.proofs) > MAX_ROOM_PROOFS:
+            raise ProtocolError("too many room proofs")
+        theirs = {b64url_decode(proof, what="room proof") for proof in received.proofs}
+        for room_id, secret, document in rooms:
+            expected = membership_proof(secret, nonce=my_nonce, context=_context(them, me))
+            if any(hmac.compare_digest(expected, proof) for proof in theirs):
+                self.sessions[room_id] = DocSync(document, origin=self.origin)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync the shared rooms until the connection closes."""
+        assert self.peer is not None
+        writer = asyncio.get_running_loop().create_task(self._write())
+        try:
+            for doc_id, sync in self.sessions.items():
+                for greeting in sync.start():
+                    self._outgoing.put_nowait(control.encode_doc_frame(doc_id, greeting))
+            async for frame in self.ws:
+                if isinstance(frame, bytes):
+                    self._doc_frame(frame)
+                else:
+                    message = control.decode(frame)
+                    if isinstance(message, control.Ping):
+                        now = self.clock.now()
+                        pong = control.Pong(message.id, message.t0, now, now)
+                        self._outgoing.put_nowait(control.encode(pong))
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    def _doc_frame(self, frame: bytes) -> None:
+        doc_id, payload = control.decode_doc_frame(frame)
+        sync = self.sessions.get(doc_id)
+        if sync is None:
+            return  # not a room we share (or it was left): ignore
+        was_synced = sync.synced
+        for reply in sync.receive(decode_message(payload), now=self.clock.now()):
+            self._outgoing.put_nowait(control.encode_doc_frame(doc_id, reply))
+        if sync.synced and not was_synced:
+            self.events({"event": "doc_synced", "link": self.origin, "doc_id": doc_id})
+
+    async def _write(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self.ws.send(await self._outgoing.get())
+
+
+class LanNode:
+    """Listens for LAN peers, dials the ones it is told about, and hands live sessions to the
+    engine through ``on_session`` / ``on_session_end``."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        rooms: LanRooms,
+        clock: Clock,
+        events: Callable[[Event], None],
+        on_session: Callable[[LanSession], None],
+        on_session_end: Callable[[LanSession], None],
+        host: str = "0.0.0.0",
+        port: int = 0,
+    ) -> None:
+        self.identity = identity
+        self.rooms = rooms
+        self.clock = clock
+        self.events = events
+        self.on_session = on_session
+        self.on_session_end = on_session_end
+        self.host = host
+        self.port = port
+        self.sessions: dict[str, LanSession] = {}  # by peer user id
+        self._server: Server | None = None
+        self._dialing: set[str] = set()
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._accept, self.host, self.port, compression=None, max_size=MAX_FRAME_BYTES
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def should_dial(self, user_id: str) -> bool:
+        """Of two peers, the one with the smaller user id dials: one connection per pair."""
+        return self.identity.user_id < user_id and user_id not in self.sessions
+
+    async def dial(self, user_id: str, host: str, port: int) -> None:
+        if user_id in self._dialing or user_id in self.sessions:
+            return
+        self._dialing.add(user_id)
+        url = f"ws://{host}:{port}" if ":" not in host else f"ws://[{host}]:{port}"
+        try:
+            async with connect(url, compression=None, max_size=MAX_FRAME_BYTES) as ws:
+                session = self._session(ws)
+                await session.handshake_as_dialer(expected_user=user_id)
+                await self._run(session)
+        except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as err:
+            log.info("sync.lan_dial_failed", extra={"peer": user_id, "error": str(err)})
+        except (ProtocolError, ValidationError) as err:
+            self.events({"event": "lan_refused", "peer": user_id, "reason": str(err)})
+        finally:
+            self._dialing.discard(user_id)
+
+    async def _accept(self, ws: ServerConnection) -> None:
+        session = self._session(ws)
+        try:
+            await session.handshake_as_listener()
+            await self._run(session)
+        except (ConnectionClosed, TimeoutError):
+            pass
+        except (ProtocolError, ValidationError) as err:
+            self.events({"event": "lan_refused", "reason": str(err)})
+            await ws.close(control.CloseCode.UNAUTHORIZED, str(err)[:120])
+
+    def _session(self, ws: Socket) -> LanSession:
+        return LanSession(
+            ws, identity=self.identity, rooms=self.rooms, clock=self.clock, events=self.events
+        )
+
+    async def _run(self, session: LanSession) -> None:
+        assert session.peer is not None
+        user_id = session.peer.user_id
+        if user_id in self.sessions:
+            return  # already connected the other way
+        self.sessions[user_id] = session
+        self.on_session(session)
+        self.events({"event": "link_up", "link": session.origin, "rooms": len(session.sessions)})
+        try:
+            await session.run()
+        finally:
+            del self.sessions[user_id]
+            self.on_session_end(session)
+            self.events({"event": "link_down", "link": session.origin})

@@ -1,0 +1,136 @@
+"""LAN sessions between engines on loopback (discovery is tested in tests/lan): the mutual
+handshake, room proofs, syncing with no relay, and refusing impostors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from focusmate.clock import SystemClock
+from focusmate.identity import Identity
+from focusmate.workspace import Workspace
+from sync.engine import SyncEngine
+from sync.lan import LanNode
+from tests.integration.relaykit import poll
+
+
+class Peer:
+    def __init__(self, profile: Path) -> None:
+        self.workspace = Workspace(profile, clock=SystemClock())
+        self.events: list[dict[str, Any]] = []
+        self.engine = SyncEngine(
+            self.workspace,
+            relays=[],
+            events=self.events.append,
+            poll_seconds=0.05,
+            lan=True,
+            lan_host="127.0.0.1",
+            discover=False,
+        )
+
+    @property
+    def port(self) -> int:
+        assert self.engine.lan is not None
+        return self.engine.lan.port
+
+    def posts(self, room_id: str) -> list[str]:
+        self.workspace.refresh()
+        room = next(r for r in self.workspace.rooms() if r.room_id == room_id)
+        return sorted(post.body for post in self.workspace.board(room).posts())
+
+
+@asynccontextmanager
+async def lan_peers(tmp_path: Path, count: int) -> AsyncIterator[list[Peer]]:
+    peers = [Peer(tmp_path / f"p{i}") for i in range(count)]
+    for peer in peers:
+        await peer.engine.start()
+    try:
+        yield peers
+    finally:
+        for peer in peers:
+            await peer.engine.stop()
+
+
+def connect(a: Peer, b: Peer) -> None:
+    """What discovery does: the peer with the smaller user id dials."""
+    dialer, listener = (a, b) if a.workspace.user_id < b.workspace.user_id else (b, a)
+    dialer.engine.dial(listener.workspace.user_id, "127.0.0.1", listener.port)
+
+
+async def test_two_peers_join_by_code_and_sync_with_no_relay(tmp_path: Path) -> None:
+    async with lan_peers(tmp_path, 2) as (alice, bob):
+        room, invite = alice.workspace.create_room("LAN party")
+        bob.workspace.join_room(invite.code)
+        await poll(lambda: room.room_id in bob.engine.documents, "bob tracking the room")
+        connect(alice, bob)
+        await poll(
+            lambda: any(r.exists for r in bob.workspace.rooms() if r.room_id == room.room_id),
+            "the room reaching bob",
+        )
+        alice.workspace.board(room).post("over the LAN", now=alice.workspace.now())
+        await poll(lambda: bob.posts(room.room_id) == ["over the LAN"], "alice's post")
+        bob_room = bob.workspace.find_room("LAN party")
+        bob.workspace.board(bob_room).post("back at you", now=bob.workspace.now())
+        await poll(lambda: "back at you" in alice.posts(room.room_id), "bob's post")
+        assert any(e["event"] == "link_up" for e in alice.events)
+
+
+async def test_only_shared_rooms_sync_and_no_room_ids_are_revealed(tmp_path: Path) -> None:
+    async with lan_peers(tmp_path, 2) as (alice, bob):
+        shared, invite = alice.workspace.create_room("Shared")
+        private, _ = alice.workspace.create_room("Private")
+        bob.workspace.join_room(invite.code)
+        await poll(lambda: shared.room_id in bob.engine.documents, "bob tracking the room")
+        await poll(lambda: len(alice.engine.documents) == 2, "alice tracking both rooms")
+        connect(alice, bob)
+        await poll(lambda: any(s.sessions for s in alice.engine.lan_sessions), "a session")
+        (session,) = alice.engine.lan_sessions
+        assert set(session.sessions) == {shared.room_id}
+        assert private.room_id not in bob.workspace.store.document_ids()
+
+
+async def test_three_peers_meet_pairwise(tmp_path: Path) -> None:
+    async with lan_peers(tmp_path, 3) as peers:
+        alice, bob, carol = peers
+        room, invite = alice.workspace.create_room("Trio")
+        for peer in (bob, carol):
+            peer.workspace.join_room(invite.code)
+        for peer in peers:
+            await poll(lambda peer=peer: room.room_id in peer.engine.documents, "tracking")
+        connect(alice, bob)
+        connect(bob, carol)  # carol reaches alice through bob
+        await poll(
+            lambda: any(r.exists for r in carol.workspace.rooms() if r.room_id == room.room_id),
+            "the room reaching carol through bob",
+        )
+        carol_room = carol.workspace.find_room(room.room_id)
+        carol.workspace.board(carol_room).post("hello from carol", now=carol.workspace.now())
+        await poll(lambda: alice.posts(room.room_id) == ["hello from carol"], "via bob")
+
+
+async def test_a_peer_that_is_not_who_its_advert_said_is_refused(tmp_path: Path) -> None:
+    async with lan_peers(tmp_path, 2) as (alice, bob):
+        impostor_of = Identity.generate().user_id  # the advert claimed this user
+        assert alice.engine.lan is not None
+        await alice.engine.lan.dial(impostor_of, "127.0.0.1", bob.port)  # bob answers
+        assert any(e["event"] == "lan_refused" for e in alice.events + bob.events)
+        assert not alice.engine.lan_sessions and not bob.engine.lan_sessions
+
+
+async def test_a_listener_refuses_a_hello_bound_to_someone_else(tmp_path: Path) -> None:
+    async with lan_peers(tmp_path, 1) as (bob,):
+        mallory = Workspace(tmp_path / "mallory", clock=SystemClock())
+        node = LanNode(
+            identity=mallory.identity,
+            rooms=bob.engine,  # (never reached)
+            clock=mallory.clock,
+            events=lambda e: None,
+            on_session=lambda s: None,
+            on_session_end=lambda s: None,
+        )
+        # mallory signs for a different listener than the one she dialled
+        await node.dial(Identity.generate().user_id, "127.0.0.1", bob.port)
+        assert any(e["event"] == "lan_refused" for e in bob.events)
+        assert not bob.engine.lan_sessions
