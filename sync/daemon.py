@@ -1,7 +1,8 @@
 """``focusmate daemon``: the sync engine with no window, reporting one JSON line per event.
 
 An always-on peer, or FocusMate for terminal users: it keeps every room of the profile in sync
-over the relays given (``--relay``, default the ``relay_urls`` setting) and prints events as
+over the relays given (``--relay``, default the ``relay_urls`` setting) and with the peers it
+finds on the LAN (unless ``--no-lan``), and prints events as
 they happen — links up and down, documents synced, posts and comments received, and timer
 phase changes with the local wall-clock instant they happened at. SIGTERM or SIGINT stops it.
 CLI commands keep working on the same profile while it runs; their edits go out within a poll.
@@ -132,12 +133,12 @@ class DaemonExtension:
             ctx.out.write(json.dumps({"at": ctx.ws.now(), **event}, ensure_ascii=False) + "\n")
             ctx.out.flush()
 
-        asyncio.run(_serve(ctx.ws, relays=relays, emit=emit))
+        asyncio.run(_serve(ctx.ws, relays=relays, lan=not ctx.args.no_lan, emit=emit))
         return 0
 
 
 async def _serve(
-    workspace: Workspace, *, relays: tuple[str, ...], emit: Callable[[Event], None]
+    workspace: Workspace, *, relays: tuple[str, ...], lan: bool, emit: Callable[[Event], None]
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -147,10 +148,21 @@ async def _serve(
     reporter.check(boards=True, announce=False)  # what is already there is not news
     changed = asyncio.Event()
     engine = SyncEngine(
-        workspace, relays=relays, events=emit, on_change=lambda doc_id, origin: changed.set()
+        workspace,
+        relays=relays,
+        events=emit,
+        on_change=lambda doc_id, origin: changed.set(),
+        lan=lan,
     )
     await engine.start()
-    emit({"event": "daemon_started", "user_id": workspace.user_id, "relays": list(relays)})
+    emit(
+        {
+            "event": "daemon_started",
+            "user_id": workspace.user_id,
+            "relays": list(relays),
+            "lan_port": engine.lan.port if engine.lan is not None else None,
+        }
+    )
     try:
         while not stop.is_set():
             try:

@@ -33,6 +33,7 @@ class Daemon:
             "daemon",
             "--relay",
             relay,
+            "--no-lan",  # (LAN peers: tests/lan)
             cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=asyncio.subprocess.PIPE,

@@ -1,0 +1,56 @@
+"""Headless peers on a LAN with no relay and no internet: real zeroconf, in namespaces."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from focusmate.clock import SystemClock
+from focusmate.workspace import Workspace
+from tests.lan.netns import Child, Lan
+
+pytestmark = pytest.mark.netns
+DAEMON = "import sys; from ui.launcher import main; sys.exit(main(sys.argv[1:]))"
+
+
+async def test_three_headless_peers_find_each_other_and_share_a_room_by_invite_code(
+    make_lan: Callable[[int], Lan],
+    spawn: Callable[..., Awaitable[Child]],
+    tmp_path: Path,
+) -> None:
+    net = make_lan(3)
+    profiles = [tmp_path / name for name in ("alice", "bob", "carol")]
+    alice = Workspace(profiles[0], clock=SystemClock())
+    room, invite = alice.create_room("LAN only")
+    users = [alice.user_id]
+    for profile in profiles[1:]:
+        peer = Workspace(profile, clock=SystemClock())
+        peer.join_room(invite.code)  # nothing but the code: the room arrives over the LAN
+        users.append(peer.user_id)
+    daemons = [
+        await spawn(host.netns, DAEMON, "--profile", str(profile), "daemon", name=profile.name)
+        for host, profile in zip(net.hosts, profiles, strict=True)
+    ]
+    for daemon, me in zip(daemons, users, strict=True):
+        for other in users:
+            if other != me:
+                await daemon.wait_for(
+                    lambda e, other=other: (
+                        e.get("event") == "peer_discovered" and e.get("peer") == other
+                    ),
+                    f"{other} discovered",
+                )
+    for daemon in daemons[1:]:
+        await daemon.wait_for(
+            lambda e: e.get("event") == "doc_synced" and e.get("doc_id") == room.room_id,
+            "the room synced over the LAN",
+        )
+    alice.board(room).post("hello, LAN", now=alice.now())  # alice's daemon forwards it
+    for daemon in daemons[1:]:
+        post = await daemon.wait_for(
+            lambda e: e.get("event") == "post_received" and e.get("room_id") == room.room_id,
+            "alice's post",
+        )
+        assert post["body"] == "hello, LAN"
