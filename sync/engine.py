@@ -30,7 +30,9 @@ from sync.backoff import Backoff
 from sync.discovery import Discovery, PeerAdvert
 from sync.docsync import SyncableDocument
 from sync.lan import LanNode, LanSession
+from sync.presence import RoomPresence, new_client_id
 from sync.relay_link import Event, RelayLink
+from sync.ysync import AwarenessMessage
 
 log = logging.getLogger("focusmate.sync")
 POLL_SECONDS = 0.2
@@ -54,6 +56,7 @@ class SyncEngine:
         self.workspace = workspace
         self.events = events
         self.on_change = on_change  # (doc id, origin) after a document changed, from anywhere
+        self.presence: dict[str, RoomPresence] = {}
         self.poll_seconds = poll_seconds
         self.links: list[RelayLink] = [
             RelayLink(
@@ -62,6 +65,7 @@ class SyncEngine:
                 clock=workspace.clock,
                 events=events,
                 backoff=backoff(),
+                presence=self,
             )
             for url in relays
         ]
@@ -77,6 +81,7 @@ class SyncEngine:
                 on_session=self.lan_sessions.add,
                 on_session_end=self.lan_sessions.discard,
                 host=lan_host,
+                presence=self,
             )
             if lan
             else None
@@ -87,6 +92,7 @@ class SyncEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self._stopped = False
 
     async def start(self) -> None:
         self._track_rooms()
@@ -124,6 +130,10 @@ class SyncEngine:
         ]
 
     async def stop(self) -> None:
+        """Stop every link (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -181,6 +191,47 @@ class SyncEngine:
                 self.workspace.refresh()  # re-read documents; listeners forward the changes
             except Exception:
                 log.exception("sync.store_watch_failed")
+
+    # -- presence -------------------------------------------------------------------------------
+
+    def _room_presence(self, doc_id: str) -> RoomPresence:
+        presence = self.presence.get(doc_id)
+        if presence is None:
+            presence = RoomPresence(client_id=new_client_id(), now=self.workspace.clock.now)
+            self.presence[doc_id] = presence
+        return presence
+
+    def set_presence(self, room_id: str, *, status: str, task: str | None = None) -> None:
+        """Announce what we are doing in a room, on every link."""
+        state = {
+            "user_id": self.workspace.user_id,
+            "name": self.workspace.display_name,
+            "status": status,
+            "task": task,
+        }
+        message = self._room_presence(room_id).set_local(state)
+        self._send_awareness(room_id, message, skip=None)
+
+    def peers_present(self, room_id: str) -> list[dict[str, Any]]:
+        return self._room_presence(room_id).peers()
+
+    def announcement(self, doc_id: str) -> AwarenessMessage | None:
+        presence = self.presence.get(doc_id)
+        return presence.announcement() if presence is not None and presence.local else None
+
+    def awareness_received(self, doc_id: str, message: AwarenessMessage, link: object) -> None:
+        accepted = self._room_presence(doc_id).receive(message)
+        if accepted is not None:
+            self._send_awareness(doc_id, accepted, skip=link)
+            self.events(
+                {"event": "presence", "room_id": doc_id, "peers": self.peers_present(doc_id)}
+            )
+
+    def _send_awareness(self, doc_id: str, message: AwarenessMessage, *, skip: object) -> None:
+        links: list[RelayLink | LanSession] = [*self.links, *self.lan_sessions]
+        for link in links:
+            if link is not skip:
+                link.send_awareness(doc_id, message)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -37,9 +37,10 @@ from focusmate.identity import Identity, PublicIdentity, b64url_decode, b64url_e
 from focusmate.invite import membership_proof
 from sync import control, handshake
 from sync.docsync import DocSync, SyncableDocument
+from sync.presence import PresenceHooks
 from sync.relay_link import Event
 from sync.wire import ProtocolError
-from sync.ysync import decode_message
+from sync.ysync import AwarenessMessage, decode_message, encode_message
 
 log = logging.getLogger("focusmate.sync")
 PEER_SERVER = "focusmate-peer/1"
@@ -83,8 +84,10 @@ class LanSession:
         rooms: LanRooms,
         clock: Clock,
         events: Callable[[Event], None],
+        presence: PresenceHooks | None = None,
     ) -> None:
         self.ws = ws
+        self.presence = presence
         self.identity = identity
         self.rooms = rooms
         self.clock = clock
@@ -103,6 +106,10 @@ class LanSession:
         message = sync.local_update(update, origin=origin)
         if message is not None:
             self._outgoing.put_nowait(control.encode_doc_frame(doc_id, message))
+
+    def send_awareness(self, doc_id: str, message: AwarenessMessage) -> None:
+        if doc_id in self.sessions:
+            self._outgoing.put_nowait(control.encode_doc_frame(doc_id, encode_message(message)))
 
     # -- handshake ------------------------------------------------------------------------------
 
@@ -187,6 +194,9 @@ class LanSession:
             for doc_id, sync in self.sessions.items():
                 for greeting in sync.start():
                     self._outgoing.put_nowait(control.encode_doc_frame(doc_id, greeting))
+                here = self.presence.announcement(doc_id) if self.presence else None
+                if here is not None:
+                    self.send_awareness(doc_id, here)
             async for frame in self.ws:
                 if isinstance(frame, bytes):
                     self._doc_frame(frame)
@@ -206,8 +216,13 @@ class LanSession:
         sync = self.sessions.get(doc_id)
         if sync is None:
             return  # not a room we share (or it was left): ignore
+        message = decode_message(payload)
+        if isinstance(message, AwarenessMessage):
+            if self.presence is not None:
+                self.presence.awareness_received(doc_id, message, self)
+            return
         was_synced = sync.synced
-        for reply in sync.receive(decode_message(payload), now=self.clock.now()):
+        for reply in sync.receive(message, now=self.clock.now()):
             self._outgoing.put_nowait(control.encode_doc_frame(doc_id, reply))
         if sync.synced and not was_synced:
             self.events({"event": "doc_synced", "link": self.origin, "doc_id": doc_id})
@@ -233,8 +248,10 @@ class LanNode:
         on_session_end: Callable[[LanSession], None],
         host: str = "0.0.0.0",
         port: int = 0,
+        presence: PresenceHooks | None = None,
     ) -> None:
         self.identity = identity
+        self.presence = presence
         self.rooms = rooms
         self.clock = clock
         self.events = events
@@ -291,7 +308,12 @@ class LanNode:
 
     def _session(self, ws: Socket) -> LanSession:
         return LanSession(
-            ws, identity=self.identity, rooms=self.rooms, clock=self.clock, events=self.events
+            ws,
+            identity=self.identity,
+            rooms=self.rooms,
+            clock=self.clock,
+            events=self.events,
+            presence=self.presence,
         )
 
     async def _run(self, session: LanSession) -> None:

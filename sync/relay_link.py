@@ -31,8 +31,9 @@ from sync import control, handshake
 from sync.backoff import Backoff
 from sync.clock import ClockSample, OffsetEstimator
 from sync.docsync import DocSync, SyncableDocument
+from sync.presence import PresenceHooks
 from sync.wire import ProtocolError
-from sync.ysync import decode_message
+from sync.ysync import AwarenessMessage, decode_message, encode_message
 
 log = logging.getLogger("focusmate.sync")
 Event = dict[str, Any]
@@ -62,6 +63,7 @@ class RelayLink:
         on_receipt: Callable[[control.Receipt], Awaitable[None]] | None = None,
         backoff: Backoff | None = None,
         ping_seconds: float = PING_SECONDS,
+        presence: PresenceHooks | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.origin = f"relay:{self.url}"
@@ -72,6 +74,7 @@ class RelayLink:
         self.on_receipt = on_receipt
         self.backoff = backoff or Backoff()
         self.ping_seconds = ping_seconds
+        self.presence = presence
         self.offset = OffsetEstimator()
         self.docs: dict[str, LinkDoc] = {}
         self.sessions: dict[str, DocSync] = {}
@@ -110,6 +113,10 @@ class RelayLink:
         message = sync.local_update(update, origin=origin)
         if message is not None:
             self._send(control.encode_doc_frame(doc_id, message))
+
+    def send_awareness(self, doc_id: str, message: AwarenessMessage) -> None:
+        if doc_id in self.sessions:
+            self._send(control.encode_doc_frame(doc_id, encode_message(message)))
 
     def relay_time(self) -> float | None:
         """Our estimate of the relay's clock now (None before the first pong)."""
@@ -209,8 +216,13 @@ class RelayLink:
         sync = self.sessions.get(doc_id)
         if sync is None:
             return  # a late frame for a document we left
+        message = decode_message(payload)
+        if isinstance(message, AwarenessMessage):
+            if self.presence is not None:
+                self.presence.awareness_received(doc_id, message, self)
+            return
         was_synced = sync.synced
-        for reply in sync.receive(decode_message(payload), now=self.clock.now()):
+        for reply in sync.receive(message, now=self.clock.now()):
             self._send(control.encode_doc_frame(doc_id, reply))
         if sync.synced and not was_synced:
             self.events({"event": "doc_synced", "link": self.url, "doc_id": doc_id})
@@ -223,6 +235,9 @@ class RelayLink:
                 self.sessions[message.doc_id] = sync
                 for frame in sync.start():
                     self._send(control.encode_doc_frame(message.doc_id, frame))
+                greeting = self.presence.announcement(message.doc_id) if self.presence else None
+                if greeting is not None:
+                    self.send_awareness(message.doc_id, greeting)
         elif isinstance(message, control.Pong):
             sample = ClockSample.from_times(message.t0, message.t1, message.t2, self.clock.now())
             self.offset.add(sample)

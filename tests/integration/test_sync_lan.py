@@ -134,3 +134,16 @@ async def test_a_listener_refuses_a_hello_bound_to_someone_else(tmp_path: Path) 
         await node.dial(Identity.generate().user_id, "127.0.0.1", bob.port)
         assert any(e["event"] == "lan_refused" for e in bob.events)
         assert not bob.engine.lan_sessions
+
+
+async def test_presence_travels_between_lan_peers(tmp_path: Path) -> None:
+    async with lan_peers(tmp_path, 2) as (alice, bob):
+        room, invite = alice.workspace.create_room("LAN presence")
+        bob.workspace.join_room(invite.code)
+        await poll(lambda: room.room_id in bob.engine.documents, "bob tracking the room")
+        alice.engine.set_presence(room.room_id, status="break", task=None)
+        connect(alice, bob)  # the greeting carries alice's state
+        await poll(
+            lambda: any(p.get("status") == "break" for p in bob.engine.peers_present(room.room_id)),
+            "alice on a break, as bob sees it",
+        )

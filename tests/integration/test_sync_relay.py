@@ -138,3 +138,26 @@ async def test_offline_edits_merge_when_the_relay_comes_back(tmp_path: Path) -> 
                     "the offline posts merged",
                 )
         assert any(e["event"] == "link_down" for e in alice.events)
+
+
+async def test_presence_travels_through_the_relay_and_leaves_with_its_peer(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as relay:
+        url = f"ws://127.0.0.1:{relay.port}"
+        async with peers(tmp_path, [url], 2) as (alice, bob):
+            room, invite = alice.workspace.create_room("Presence")
+            bob.workspace.join_room(invite.code)
+            await eventually(lambda: bob.room_name(room.room_id) == "Presence", "the room")
+            alice.engine.set_presence(room.room_id, status="focusing", task="quarterly report")
+
+            def alice_seen_by_bob() -> list[dict[str, Any]]:
+                return [
+                    p
+                    for p in bob.engine.peers_present(room.room_id)
+                    if p.get("user_id") == alice.workspace.user_id
+                ]
+
+            await eventually(lambda: bool(alice_seen_by_bob()), "alice's presence at bob")
+            (seen,) = alice_seen_by_bob()
+            assert (seen["status"], seen["task"]) == ("focusing", "quarterly report")
+            await alice.engine.stop()  # alice's connection goes: the relay announces it
+            await eventually(lambda: not alice_seen_by_bob(), "alice's presence removed")
