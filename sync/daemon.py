@@ -41,9 +41,15 @@ class RoomWatch:
 class BoardAndTimerReporter:
     """Turns document changes and the passage of time into events."""
 
-    def __init__(self, workspace: Workspace, emit: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        emit: Callable[[Event], None],
+        now_for: Callable[[str], float] | None = None,
+    ) -> None:
         self.workspace = workspace
         self.emit = emit
+        self.now_for = now_for  # the room's timebase (sync.engine), else our clock
         self.rooms: dict[str, RoomWatch] = {}
 
     def check(self, *, boards: bool, announce: bool = True) -> None:
@@ -79,7 +85,8 @@ class BoardAndTimerReporter:
                         )
 
     def _check_timer(self, room: Room, watch: RoomWatch, *, announce: bool) -> None:
-        view = room.timer_view(now=self.workspace.now())
+        now = self.now_for(room.room_id) if self.now_for else self.workspace.now()
+        view = room.timer_view(now=now)
         phase = (view.phase, view.status, view.round)
         if phase != watch.phase:
             if announce and watch.phase is not None:
@@ -154,6 +161,7 @@ async def _serve(
         on_change=lambda doc_id, origin: changed.set(),
         lan=lan,
     )
+    reporter.now_for = engine.now_for
     await engine.start()
     emit(
         {

@@ -25,6 +25,7 @@ from typing import Any
 from focusmate.document import CrdtDocument
 from focusmate.invite import relay_token
 from focusmate.room import DOC_KIND as ROOM_KIND
+from focusmate.timer import Command, TimerState
 from focusmate.workspace import Workspace
 from sync.backoff import Backoff
 from sync.discovery import Discovery, PeerAdvert
@@ -191,6 +192,41 @@ class SyncEngine:
                 self.workspace.refresh()  # re-read documents; listeners forward the changes
             except Exception:
                 log.exception("sync.store_watch_failed")
+
+    # -- time and the shared timer -----------------------------------------------------------
+
+    def clock_offset(self, room_id: str) -> float:
+        """Seconds to add to our clock to get the room's timebase: the relay's clock when a relay
+        carries the room, else the clock of the LAN peer in the room with the smallest user id
+        (every peer picks the same one), else our own."""
+        for link in self.links:
+            if link.connected.is_set() and room_id in link.sessions:
+                offset = link.offset.offset
+                if offset is not None:
+                    return offset
+        sharing = {
+            session.peer.user_id: session
+            for session in self.lan_sessions
+            if session.peer is not None and room_id in session.sessions
+        }
+        host = min([self.workspace.user_id, *sharing])
+        if host == self.workspace.user_id:
+            return 0.0
+        offset = sharing[host].offset.offset
+        return 0.0 if offset is None else offset
+
+    def now_for(self, room_id: str) -> float:
+        """Now, on the room's timebase: what every peer's timer display is computed with."""
+        return self.workspace.now() + self.clock_offset(room_id)
+
+    async def timer_command(self, room_id: str, command: Command) -> TimerState:
+        """Start, pause, resume, skip or reset a room's timer: hosted by a relay when one carries
+        the room, else applied here on the room's timebase."""
+        for link in self.links:
+            if link.connected.is_set() and room_id in link.sessions:
+                return TimerState.from_dict(await link.timer(room_id, command.value))
+        room = self.workspace.find_room(room_id)
+        return room.timer_command(command, now=self.now_for(room_id))
 
     # -- presence -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
@@ -36,6 +37,7 @@ from focusmate.errors import ValidationError
 from focusmate.identity import Identity, PublicIdentity, b64url_decode, b64url_encode
 from focusmate.invite import membership_proof
 from sync import control, handshake
+from sync.clock import ClockSample, OffsetEstimator
 from sync.docsync import DocSync, SyncableDocument
 from sync.presence import PresenceHooks
 from sync.relay_link import Event
@@ -47,6 +49,8 @@ PEER_SERVER = "focusmate-peer/1"
 HANDSHAKE_SECONDS = 10.0
 MAX_ROOM_PROOFS = 256
 MAX_FRAME_BYTES = 8 * 1024 * 1024
+PING_BURST = 8
+PING_SECONDS = 5.0
 
 
 class Socket(Protocol):
@@ -93,6 +97,7 @@ class LanSession:
         self.clock = clock
         self.events = events
         self.peer: PublicIdentity | None = None
+        self.offset = OffsetEstimator()  # the peer's clock minus ours
         self.origin = "lan:?"
         self.sessions: dict[str, DocSync] = {}
         self._outgoing: asyncio.Queue[str | bytes] = asyncio.Queue()
@@ -190,6 +195,7 @@ class LanSession:
         """Sync the shared rooms until the connection closes."""
         assert self.peer is not None
         writer = asyncio.get_running_loop().create_task(self._write())
+        pinger = asyncio.get_running_loop().create_task(self._ping())
         try:
             for doc_id, sync in self.sessions.items():
                 for greeting in sync.start():
@@ -201,15 +207,26 @@ class LanSession:
                 if isinstance(frame, bytes):
                     self._doc_frame(frame)
                 else:
-                    message = control.decode(frame)
-                    if isinstance(message, control.Ping):
-                        now = self.clock.now()
-                        pong = control.Pong(message.id, message.t0, now, now)
-                        self._outgoing.put_nowait(control.encode(pong))
+                    self._control(control.decode(frame), received_at=self.clock.now())
         finally:
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            pinger.cancel()
+            await asyncio.gather(writer, pinger, return_exceptions=True)
+
+    def _control(self, message: control.ControlMessage, *, received_at: float) -> None:
+        if isinstance(message, control.Ping):
+            pong = control.Pong(message.id, message.t0, received_at, self.clock.now())
+            self._outgoing.put_nowait(control.encode(pong))
+        elif isinstance(message, control.Pong):
+            sample = ClockSample.from_times(message.t0, message.t1, message.t2, self.clock.now())
+            self.offset.add(sample)
+
+    async def _ping(self) -> None:
+        """Clock probes: a burst at the start (a timebase is wanted at once), then steady."""
+        for n in itertools.count():
+            ping = control.Ping(id=f"p{n}", t0=self.clock.now())
+            self._outgoing.put_nowait(control.encode(ping))
+            await asyncio.sleep(0.05 if n < PING_BURST else PING_SECONDS)
 
     def _doc_frame(self, frame: bytes) -> None:
         doc_id, payload = control.decode_doc_frame(frame)
