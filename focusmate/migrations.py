@@ -45,6 +45,23 @@ MIGRATIONS: tuple[str, ...] = (
         checked_at  REAL NOT NULL
     );
     """,
+    # 2: direct messages on this device: both directions, plaintext (the profile is the user's
+    # own), the sealed envelope while it waits to go out, and its delivery state.
+    """
+    CREATE TABLE dms (
+        id           TEXT PRIMARY KEY,
+        peer         TEXT NOT NULL,
+        outgoing     INTEGER NOT NULL,
+        text         TEXT NOT NULL,
+        sent_at      REAL NOT NULL,
+        state        TEXT NOT NULL,
+        envelope     TEXT,
+        read_receipt INTEGER NOT NULL DEFAULT 0,
+        updated_at   REAL NOT NULL
+    );
+    CREATE INDEX dms_by_peer ON dms(peer, sent_at);
+    CREATE INDEX dms_by_state ON dms(outgoing, state);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

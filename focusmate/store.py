@@ -95,6 +95,10 @@ class Store:
             with suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
 
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read for modules that own their own local tables (``focusmate.inbox``)."""
+        return self._read(sql, params)
+
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._conn.execute(sql, params).fetchall()

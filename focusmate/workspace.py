@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import json
 import os
+from contextlib import suppress
 from pathlib import Path
 
 import platformdirs
@@ -22,6 +23,8 @@ from focusmate.document import CrdtDocument
 from focusmate.errors import NotFoundError, ValidationError
 from focusmate.focus_log import DOC_KIND as STATS_KIND
 from focusmate.focus_log import StatsDocument, Watch, reconcile, stats_doc_id
+from focusmate.identity import PublicIdentity, parse_user_id
+from focusmate.inbox import Inbox
 from focusmate.invite import Invite, new_room_secret, parse_invite, room_id_for
 from focusmate.profile import DOC_KIND as PROFILE_KIND
 from focusmate.profile import ProfileCard, ProfileDocument, VerifiedProfile, profile_doc_id
@@ -129,6 +132,53 @@ class Workspace:
     def display_name(self) -> str:
         profile = self.my_profile()
         return profile.card.display_name if profile else _default_display_name()
+
+    # -- direct messages ------------------------------------------------------------------------
+
+    @property
+    def inbox(self) -> Inbox:
+        return Inbox(self.store, self.identity, self.clock)
+
+    def contacts(self) -> dict[str, PublicIdentity]:
+        """Everyone we share a room with, by user id (their keys come from the room's members,
+        which the members wrote themselves)."""
+        found: dict[str, PublicIdentity] = {}
+        for room in self.rooms():
+            for member in room.members().values():
+                if member.user_id == self.user_id or member.user_id in found:
+                    continue
+                try:
+                    found[member.user_id] = PublicIdentity.from_dict(
+                        {
+                            "user_id": member.user_id,
+                            "sign_public": member.sign_pk,
+                            "box_public": member.box_pk,
+                        }
+                    )
+                except ValidationError:
+                    continue  # a member entry whose keys do not match its id: not a contact
+        return found
+
+    def contact(self, ref: str) -> PublicIdentity:
+        """A contact by user id or by the name they go by in a shared room."""
+        contacts = self.contacts()
+        ref = ref.strip()
+        with suppress(ValidationError):
+            user_id = parse_user_id(ref)
+            if user_id in contacts:
+                return contacts[user_id]
+        names = {
+            member.user_id: member.name
+            for room in self.rooms()
+            for member in room.members().values()
+            if member.user_id in contacts
+        }
+        matches = {uid for uid, name in names.items() if name.casefold() == ref.casefold()}
+        if len(matches) == 1:
+            return contacts[matches.pop()]
+        if matches:
+            raise ValidationError(f"Several people are called {ref!r}; use the user id.")
+        raise NotFoundError(f"No one called {ref!r} shares a room with you.")
 
     # -- rooms ----------------------------------------------------------------------------------
 

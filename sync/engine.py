@@ -22,17 +22,19 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from focusmate.dm import Envelope
 from focusmate.document import CrdtDocument
 from focusmate.invite import relay_token
 from focusmate.room import DOC_KIND as ROOM_KIND
 from focusmate.timer import Command, TimerState
 from focusmate.workspace import Workspace
 from sync.backoff import Backoff
+from sync.control import Receipt
 from sync.discovery import Discovery, PeerAdvert
 from sync.docsync import SyncableDocument
 from sync.lan import LanNode, LanSession
 from sync.presence import RoomPresence, new_client_id
-from sync.relay_link import Event, RelayLink
+from sync.relay_link import Event, RelayError, RelayLink
 from sync.ysync import AwarenessMessage
 
 log = logging.getLogger("focusmate.sync")
@@ -67,6 +69,8 @@ class SyncEngine:
                 events=events,
                 backoff=backoff(),
                 presence=self,
+                on_dm=self._dm_arrived,
+                on_receipt=self._receipt_arrived,
             )
             for url in relays
         ]
@@ -92,6 +96,7 @@ class SyncEngine:
         self.discovery: Discovery | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._mailer: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._stopped = False
 
@@ -111,6 +116,7 @@ class SyncEngine:
                 )
                 await self.discovery.start()
         self._watcher = asyncio.get_running_loop().create_task(self._watch_store())
+        self._mailer = asyncio.get_running_loop().create_task(self._send_dms())
 
     def _found(self, advert: PeerAdvert) -> None:
         self.events({"event": "peer_discovered", "peer": advert.user_id, "port": advert.port})
@@ -135,10 +141,11 @@ class SyncEngine:
         if self._stopped:
             return
         self._stopped = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._mailer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.discovery is not None:
             await self.discovery.stop()
         for task in list(self._tasks):
@@ -192,6 +199,47 @@ class SyncEngine:
                 self.workspace.refresh()  # re-read documents; listeners forward the changes
             except Exception:
                 log.exception("sync.store_watch_failed")
+
+    # -- direct messages --------------------------------------------------------------------------
+
+    async def _send_dms(self) -> None:
+        """Hand queued envelopes (from this process or a CLI) to a relay, and tell senders what
+        we have read. Each is marked only after the relay confirmed it committed it."""
+        inbox = self.workspace.inbox
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            link = next((ln for ln in self.links if ln.connected.is_set()), None)
+            if link is None:
+                continue
+            try:
+                for envelope in inbox.queued():
+                    await link.send_dm(envelope)
+                    inbox.advance(envelope.id, "sent")
+                    self.events({"event": "dm_sent", "id": envelope.id, "to": envelope.recipient})
+                for sender, ids in inbox.read_receipts_due().items():
+                    await link.mark_read(sender, tuple(ids))
+                    inbox.receipts_sent(ids)
+            except RelayError as err:
+                self.events({"event": "dm_not_sent", "reason": str(err)})
+            except Exception:
+                log.exception("sync.dm_send_failed")
+
+    async def _dm_arrived(self, envelope: Envelope) -> None:
+        message = self.workspace.inbox.receive(envelope)  # stored before the relay is told
+        if message is not None:
+            self.events(
+                {
+                    "event": "dm_received",
+                    "id": message.id,
+                    "from": message.peer,
+                    "text": message.text,
+                }
+            )
+
+    async def _receipt_arrived(self, receipt: Receipt) -> None:
+        if receipt.kind in ("delivered", "read"):
+            self.workspace.inbox.advance(receipt.message_id, receipt.kind)
+            self.events({"event": f"dm_{receipt.kind}", "id": receipt.message_id, "by": receipt.by})
 
     # -- time and the shared timer -----------------------------------------------------------
 

@@ -489,7 +489,33 @@ def cmd_import(ctx: Context) -> int:
     return ctx.emit(result, text)
 
 
+# -- direct messages --------------------------------------------------------------------------
+
+
+def cmd_dm_send(ctx: Context) -> int:
+    recipient = ctx.ws.contact(ctx.args.who)
+    message = ctx.ws.inbox.send(recipient, ctx.args.text)
+    ctx.print(f"Queued for {recipient.user_id} ({message.id[:8]}): end-to-end encrypted.")
+    return 0
+
+
+def cmd_dm_list(ctx: Context) -> int:
+    inbox = ctx.ws.inbox
+    if ctx.args.who is None:
+        conversations = inbox.conversations()
+        lines = [f"{peer}  {unread} unread" for peer, unread in sorted(conversations.items())]
+        data = [{"peer": peer, "unread": n} for peer, n in sorted(conversations.items())]
+        return ctx.emit(data, "\n".join(lines) or "No direct messages yet.")
+    peer = ctx.ws.contact(ctx.args.who).user_id
+    messages = inbox.conversation(peer)
+    inbox.mark_read(peer)
+    lines = [f"{'you' if m.outgoing else peer[:11]}: {m.text}  [{m.state}]" for m in messages]
+    return ctx.emit([asdict(m) for m in messages], "\n".join(lines) or "No messages yet.")
+
+
 COMMANDS: dict[str, Callable[[Context], int]] = {
+    "dm send": cmd_dm_send,
+    "dm list": cmd_dm_list,
     "id": cmd_id,
     "profile show": cmd_profile_show,
     "profile set": cmd_profile_set,

@@ -48,6 +48,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Subcommands]:
     _add_room_commands(sub)
     _add_board_commands(sub)
     _add_data_commands(sub)
+    _add_dm_commands(sub)
     return parser, sub
 
 
@@ -168,6 +169,18 @@ def _add_board_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p = sub.add_parser("board", help="read a room's board")
     p.add_argument("room", metavar="ROOM")
     p.add_argument("--limit", type=int, default=20, help="how many posts (default 20)")
+    _json_flag(p)
+
+
+def _add_dm_commands(sub: Subcommands) -> None:
+    dm = sub.add_parser(
+        "dm", help="end-to-end-encrypted direct messages to people you share a room with"
+    ).add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = dm.add_parser("send", help="send a message (a running daemon or app delivers it)")
+    p.add_argument("who", metavar="WHO", help="user id, or the name they use in a shared room")
+    p.add_argument("text", metavar="TEXT")
+    p = dm.add_parser("list", help="your conversations, or one of them (which marks it read)")
+    p.add_argument("who", metavar="WHO", nargs="?")
     _json_flag(p)
 
 

@@ -161,3 +161,67 @@ async def test_presence_travels_through_the_relay_and_leaves_with_its_peer(tmp_p
             assert (seen["status"], seen["task"]) == ("focusing", "quarterly report")
             await alice.engine.stop()  # alice's connection goes: the relay announces it
             await eventually(lambda: not alice_seen_by_bob(), "alice's presence removed")
+
+
+async def test_direct_messages_through_a_relay_with_delivery_and_read_receipts(
+    tmp_path: Path,
+) -> None:
+    async with running_relay(tmp_path / "relay") as relay:
+        url = f"ws://127.0.0.1:{relay.port}"
+        alice = Peer(tmp_path / "alice", [url])
+        bob = Peer(tmp_path / "bob", [url])
+        _, invite = alice.workspace.create_room("Team")
+        bob.workspace.join_room(invite.code)
+        await alice.engine.start()
+        try:
+            await eventually(alice.engine.links[0].connected.is_set, "alice online")
+            # bob is offline: the relay keeps the envelope; members' keys come from the room
+            async with running_bob(bob):
+                await eventually(
+                    lambda: bool(alice.workspace.contacts()), "bob's keys in the shared room"
+                )
+            message = alice.workspace.inbox.send(
+                alice.workspace.contact(bob.workspace.user_id), "psst"
+            )
+            await eventually(lambda: _state(alice, message.id) == "sent", "the relay's receipt")
+            async with running_bob(bob):
+                await eventually(
+                    lambda: (
+                        [m.text for m in bob.workspace.inbox.conversation(alice.workspace.user_id)]
+                        == ["psst"]
+                    ),
+                    "the message at bob",
+                )
+                await eventually(lambda: _state(alice, message.id) == "delivered", "delivered")
+                bob.workspace.inbox.mark_read(alice.workspace.user_id)
+                await eventually(lambda: _state(alice, message.id) == "read", "read")
+            assert any(e["event"] == "dm_received" for e in bob.events)
+        finally:
+            await alice.engine.stop()
+
+
+def _state(peer: Peer, message_id: str) -> str:
+    (message,) = [
+        m
+        for conversation in peer.workspace.inbox.conversations()
+        for m in peer.workspace.inbox.conversation(conversation)
+        if m.id == message_id
+    ]
+    return message.state
+
+
+@asynccontextmanager
+async def running_bob(bob: Peer) -> AsyncIterator[None]:
+    """Bob's engine for a while (a fresh one each time, as after a restart)."""
+    bob.engine = SyncEngine(
+        bob.workspace,
+        relays=[link.url for link in bob.engine.links],
+        events=bob.events.append,
+        poll_seconds=0.05,
+        backoff=lambda: Backoff(base=0.05, cap=0.5),
+    )
+    await bob.engine.start()
+    try:
+        yield
+    finally:
+        await bob.engine.stop()
