@@ -87,6 +87,7 @@ class SyncEngine:
                 on_session_end=self.lan_sessions.discard,
                 host=lan_host,
                 presence=self,
+                mail=self,
             )
             if lan
             else None
@@ -203,29 +204,52 @@ class SyncEngine:
     # -- direct messages --------------------------------------------------------------------------
 
     async def _send_dms(self) -> None:
-        """Hand queued envelopes (from this process or a CLI) to a relay, and tell senders what
-        we have read. Each is marked only after the relay confirmed it committed it."""
+        """Hand queued envelopes (from this process or a CLI) to the recipient's LAN session or
+        else a relay, and tell senders what we have read. A message is marked sent only once a
+        relay confirmed it committed it, or a LAN peer has it on the way."""
         inbox = self.workspace.inbox
         while True:
             await asyncio.sleep(self.poll_seconds)
+            lan = {s.peer.user_id: s for s in self.lan_sessions if s.peer is not None}
             link = next((ln for ln in self.links if ln.connected.is_set()), None)
-            if link is None:
-                continue
             try:
                 for envelope in inbox.queued():
-                    await link.send_dm(envelope)
+                    session = lan.get(envelope.recipient)
+                    if session is not None:
+                        session.send_dm(envelope)
+                    elif link is not None:
+                        await link.send_dm(envelope)
+                    else:
+                        continue
                     inbox.advance(envelope.id, "sent")
                     self.events({"event": "dm_sent", "id": envelope.id, "to": envelope.recipient})
                 for sender, ids in inbox.read_receipts_due().items():
-                    await link.mark_read(sender, tuple(ids))
+                    session = lan.get(sender)
+                    if session is not None:
+                        session.send_read(tuple(ids))
+                    elif link is not None:
+                        await link.mark_read(sender, tuple(ids))
+                    else:
+                        continue
                     inbox.receipts_sent(ids)
             except RelayError as err:
                 self.events({"event": "dm_not_sent", "reason": str(err)})
             except Exception:
                 log.exception("sync.dm_send_failed")
 
+    def lan_dm(self, envelope: Envelope, session: LanSession) -> None:
+        self._store_dm(envelope)
+
+    def lan_receipt(self, message_ids: tuple[str, ...], kind: str) -> None:
+        for message_id in message_ids:
+            if self.workspace.inbox.advance(message_id, kind):
+                self.events({"event": f"dm_{kind}", "id": message_id})
+
     async def _dm_arrived(self, envelope: Envelope) -> None:
-        message = self.workspace.inbox.receive(envelope)  # stored before the relay is told
+        self._store_dm(envelope)  # stored before the relay is told
+
+    def _store_dm(self, envelope: Envelope) -> None:
+        message = self.workspace.inbox.receive(envelope)
         if message is not None:
             self.events(
                 {

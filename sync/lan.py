@@ -33,6 +33,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from focusmate.clock import Clock
+from focusmate.dm import Envelope
 from focusmate.errors import ValidationError
 from focusmate.identity import Identity, PublicIdentity, b64url_decode, b64url_encode
 from focusmate.invite import membership_proof
@@ -63,6 +64,14 @@ class Socket(Protocol):
     def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
 
+class LanMail(Protocol):
+    """Direct messages straight between LAN peers (no relay in between)."""
+
+    def lan_dm(self, envelope: Envelope, session: LanSession) -> None: ...
+
+    def lan_receipt(self, message_ids: tuple[str, ...], kind: str) -> None: ...
+
+
 class LanRooms(Protocol):
     """The rooms a peer can offer: (room id, secret, document), looked up when a session starts."""
 
@@ -89,9 +98,11 @@ class LanSession:
         clock: Clock,
         events: Callable[[Event], None],
         presence: PresenceHooks | None = None,
+        mail: LanMail | None = None,
     ) -> None:
         self.ws = ws
         self.presence = presence
+        self.mail = mail
         self.identity = identity
         self.rooms = rooms
         self.clock = clock
@@ -111,6 +122,16 @@ class LanSession:
         message = sync.local_update(update, origin=origin)
         if message is not None:
             self._outgoing.put_nowait(control.encode_doc_frame(doc_id, message))
+
+    def send_dm(self, envelope: Envelope) -> None:
+        """Deliver an envelope to this peer; its ``dm_ack`` marks it delivered."""
+        self._outgoing.put_nowait(control.encode(control.DmDeliver(envelope=envelope.to_dict())))
+
+    def send_read(self, message_ids: tuple[str, ...]) -> None:
+        """Tell this peer (the sender) that we read these messages."""
+        assert self.peer is not None
+        read = control.DmRead(sender=self.peer.user_id, message_ids=message_ids)
+        self._outgoing.put_nowait(control.encode(read))
 
     def send_awareness(self, doc_id: str, message: AwarenessMessage) -> None:
         if doc_id in self.sessions:
@@ -220,6 +241,18 @@ class LanSession:
         elif isinstance(message, control.Pong):
             sample = ClockSample.from_times(message.t0, message.t1, message.t2, self.clock.now())
             self.offset.add(sample)
+        elif self.mail is None:
+            return
+        elif isinstance(message, control.DmDeliver):
+            envelope = Envelope.from_dict(message.envelope)
+            if self.peer is None or envelope.sender != self.peer.user_id:
+                raise ProtocolError("a LAN peer can only deliver its own messages")
+            self.mail.lan_dm(envelope, self)  # stored before it is acknowledged
+            self._outgoing.put_nowait(control.encode(control.DmAck(ids=(envelope.id,))))
+        elif isinstance(message, control.DmAck):
+            self.mail.lan_receipt(message.ids, "delivered")
+        elif isinstance(message, control.DmRead):
+            self.mail.lan_receipt(message.message_ids, "read")
 
     async def _ping(self) -> None:
         """Clock probes: a burst at the start (a timebase is wanted at once), then steady."""
@@ -266,9 +299,11 @@ class LanNode:
         host: str = "0.0.0.0",
         port: int = 0,
         presence: PresenceHooks | None = None,
+        mail: LanMail | None = None,
     ) -> None:
         self.identity = identity
         self.presence = presence
+        self.mail = mail
         self.rooms = rooms
         self.clock = clock
         self.events = events
@@ -331,6 +366,7 @@ class LanNode:
             clock=self.clock,
             events=self.events,
             presence=self.presence,
+            mail=self.mail,
         )
 
     async def _run(self, session: LanSession) -> None:

@@ -147,3 +147,24 @@ async def test_presence_travels_between_lan_peers(tmp_path: Path) -> None:
             lambda: any(p.get("status") == "break" for p in bob.engine.peers_present(room.room_id)),
             "alice on a break, as bob sees it",
         )
+
+
+async def test_direct_messages_between_lan_peers_with_no_relay(tmp_path: Path) -> None:
+    async with lan_peers(tmp_path, 2) as (alice, bob):
+        room, invite = alice.workspace.create_room("LAN DMs")
+        bob.workspace.join_room(invite.code)
+        await poll(lambda: room.room_id in bob.engine.documents, "bob tracking the room")
+        connect(alice, bob)
+        await poll(lambda: bool(alice.workspace.contacts()), "bob's keys reaching alice")
+        sent = alice.workspace.inbox.send(alice.workspace.contact(bob.workspace.user_id), "hi")
+
+        def state() -> str:
+            (message,) = alice.workspace.inbox.conversation(bob.workspace.user_id)
+            return message.state
+
+        await poll(lambda: state() == "delivered", "delivered over the LAN")
+        inbox = bob.workspace.inbox
+        assert [m.text for m in inbox.conversation(alice.workspace.user_id)] == ["hi"]
+        inbox.mark_read(alice.workspace.user_id)
+        await poll(lambda: state() == "read", "read, as alice sees it")
+        assert any(e["event"] == "dm_received" and e["id"] == sent.id for e in bob.events)
