@@ -89,7 +89,7 @@ class BoardAndTimerReporter:
         view = room.timer_view(now=now)
         phase = (view.phase, view.status, view.round)
         if phase != watch.phase:
-            if announce and watch.phase is not None:
+            if announce:  # (a room that arrives after the start is news, with its phase)
                 self.emit(
                     {
                         "event": "timer_phase",
@@ -98,7 +98,8 @@ class BoardAndTimerReporter:
                         "status": view.status.value,
                         "round": view.round,
                         "remaining_s": round(view.remaining_s, 3),
-                        "at": self.workspace.now(),
+                        "ends_at": view.ends_at,  # on the room's timebase
+                        "at": self.workspace.now(),  # this machine's clock
                     }
                 )
             watch.phase = phase

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from focusmate.clock import SystemClock
 from focusmate.timer import Command
@@ -23,8 +26,11 @@ class Daemon:
         self.events: list[dict[str, Any]] = []
 
     @classmethod
-    async def start(cls, profile: Path, relay: str) -> Daemon:
+    async def start(cls, profile: Path, relay: str, *, skew: float = 0.0) -> Daemon:
+        """``skew``: run the whole process under faketime, its clock that far off."""
+        prefix = ["faketime", "-f", f"{skew:+.1f}s"] if skew else []
         proc = await asyncio.create_subprocess_exec(
+            *prefix,
             sys.executable,
             "-m",
             "ui.launcher",
@@ -37,6 +43,7 @@ class Daemon:
             cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,  # stop() signals the group: faketime does not forward
         )
         return cls(proc)
 
@@ -48,17 +55,20 @@ class Daemon:
 
         found = next((e for e in self.events if match(e)), None)
         assert self.proc.stdout is not None
-        async with asyncio.timeout(DEADLINE):
-            while found is None:
-                line = await self.proc.stdout.readline()
-                if not line:
-                    raise AssertionError(f"daemon exited before {event}: {self.events}")
-                self.events.append(json.loads(line))
-                found = self.events[-1] if match(self.events[-1]) else None
+        try:
+            async with asyncio.timeout(DEADLINE):
+                while found is None:
+                    line = await self.proc.stdout.readline()
+                    if not line:
+                        raise AssertionError(f"daemon exited before {event}: {self.events}")
+                    self.events.append(json.loads(line))
+                    found = self.events[-1] if match(self.events[-1]) else None
+        except TimeoutError:
+            raise AssertionError(f"no {event} {fields} in time; saw {self.events}") from None
         return found
 
     async def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+        os.killpg(self.proc.pid, signal.SIGTERM)
         assert self.proc.stdout is not None
         rest = await asyncio.wait_for(self.proc.stdout.read(), DEADLINE)
         self.events += [json.loads(line) for line in rest.decode().splitlines() if line]
@@ -91,3 +101,34 @@ async def test_the_daemon_syncs_a_room_and_reports_posts_and_timer_phases(tmp_pa
             await engine.stop()
         assert code == 0
         assert daemon.events[-1]["event"] == "daemon_stopped"
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime (Debian) is not installed")
+async def test_daemons_with_skewed_clocks_count_down_on_the_relays_clock(tmp_path: Path) -> None:
+    alice = Workspace(tmp_path / "alice", clock=SystemClock())
+    room, invite = alice.create_room("Skew")
+    skews = {"bob": 0.0, "carol": 8.0}  # carol's whole process runs 8 s ahead (faketime)
+    for name in skews:
+        Workspace(tmp_path / name, clock=SystemClock()).join_room(invite.code)
+    async with running_relay(tmp_path / "relay") as relay:
+        url = f"ws://127.0.0.1:{relay.port}"
+        engine = SyncEngine(alice, relays=[url], events=lambda e: None, poll_seconds=0.05)
+        await engine.start()
+        daemons = {
+            name: await Daemon.start(tmp_path / name, url, skew=skew)
+            for name, skew in skews.items()
+        }
+        try:
+            for daemon in daemons.values():
+                await daemon.expect("doc_synced", doc_id=room.room_id)
+            await asyncio.wait_for(engine.links[0].connected.wait(), DEADLINE)
+            await engine.timer_command(room.room_id, Command.START)
+            for name, daemon in daemons.items():
+                phase = await daemon.expect("timer_phase", room_id=room.room_id, status="running")
+                true_instant = phase["at"] - skews[name]  # the event's moment on a true clock
+                expected = phase["ends_at"] - true_instant
+                assert abs(phase["remaining_s"] - expected) < 0.05, (name, phase)
+        finally:
+            for daemon in daemons.values():
+                await daemon.stop()
+            await engine.stop()
