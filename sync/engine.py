@@ -95,6 +95,7 @@ class SyncEngine:
         self._discover = discover  # False: dial peers by hand (tests on loopback)
         self._discovery_interfaces = discovery_interfaces
         self.discovery: Discovery | None = None
+        self._adverts: dict[str, str] = {}  # discovery instance -> user id
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._mailer: asyncio.Task[None] | None = None
@@ -112,7 +113,7 @@ class SyncEngine:
                     self.workspace.user_id,
                     self.lan.port,
                     on_found=self._found,
-                    on_lost=lambda instance: None,
+                    on_lost=self._lost,
                     interfaces=self._discovery_interfaces,
                 )
                 await self.discovery.start()
@@ -120,9 +121,15 @@ class SyncEngine:
         self._mailer = asyncio.get_running_loop().create_task(self._send_dms())
 
     def _found(self, advert: PeerAdvert) -> None:
+        self._adverts[advert.instance] = advert.user_id
         self.events({"event": "peer_discovered", "peer": advert.user_id, "port": advert.port})
         if self.lan is not None and self.lan.should_dial(advert.user_id) and advert.addresses:
             self.dial(advert.user_id, advert.addresses[0], advert.port)
+
+    def _lost(self, instance: str) -> None:
+        user_id = self._adverts.pop(instance, None)
+        if user_id is not None:
+            self.events({"event": "peer_lost", "peer": user_id})
 
     def dial(self, user_id: str, host: str, port: int) -> None:
         """Connect to a LAN peer (discovery does this; tests may call it directly)."""

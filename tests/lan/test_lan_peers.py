@@ -54,3 +54,25 @@ async def test_three_headless_peers_find_each_other_and_share_a_room_by_invite_c
             "alice's post",
         )
         assert post["body"] == "hello, LAN"
+
+
+async def test_a_peer_that_stops_is_reported_lost_by_the_others(
+    make_lan: Callable[[int], Lan],
+    spawn: Callable[..., Awaitable[Child]],
+    tmp_path: Path,
+) -> None:
+    net = make_lan(2)
+    profiles = [tmp_path / "alice", tmp_path / "bob"]
+    users = [Workspace(profile, clock=SystemClock()).user_id for profile in profiles]
+    alice, bob = [
+        await spawn(host.netns, DAEMON, "--profile", str(profile), "daemon", name=profile.name)
+        for host, profile in zip(net.hosts, profiles, strict=True)
+    ]
+    await alice.wait_for(
+        lambda e: e.get("event") == "peer_discovered" and e.get("peer") == users[1], "bob"
+    )
+    bob.proc.terminate()  # SIGTERM: the daemon stops and says goodbye on mDNS
+    await bob.proc.wait()
+    await alice.wait_for(
+        lambda e: e.get("event") == "peer_lost" and e.get("peer") == users[1], "bob lost"
+    )
