@@ -307,8 +307,9 @@ def relay_env() -> dict[str, str]:
 class RelayProcess:
     """``python -m relay --data-dir D serve --port 0``, its stderr read as JSON log lines."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, port: int = 0) -> None:
         self.data_dir = data_dir
+        self.wanted_port = port
         self.lines: list[str] = []
         self.port = 0
         self.proc: asyncio.subprocess.Process | None = None
@@ -325,7 +326,7 @@ class RelayProcess:
             str(self.data_dir),
             "serve",
             "--port",
-            "0",
+            str(self.wanted_port),
             cwd=REPO,
             env=relay_env(),
             stdin=asyncio.subprocess.DEVNULL,

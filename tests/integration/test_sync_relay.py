@@ -16,7 +16,7 @@ from focusmate.clock import SystemClock
 from focusmate.workspace import Workspace
 from sync.backoff import Backoff
 from sync.engine import SyncEngine
-from tests.integration.relaykit import REPO, poll, running_relay
+from tests.integration.relaykit import REPO, RelayProcess, poll, running_relay
 
 DEADLINE = 10.0
 
@@ -225,3 +225,31 @@ async def running_bob(bob: Peer) -> AsyncIterator[None]:
         yield
     finally:
         await bob.engine.stop()
+
+
+async def test_nothing_is_lost_when_the_relay_process_is_killed_and_restarted(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    async with peers(tmp_path, [url], 2) as (alice, bob):
+        room, invite = alice.workspace.create_room("Restarts")
+        bob.workspace.join_room(invite.code)
+        async with RelayProcess(tmp_path / "relay", port=port) as relay:
+            await eventually(lambda: bob.room_name(room.room_id) == "Restarts", "the room")
+            for i in range(20):
+                alice.workspace.board(room).post(f"before {i}", now=alice.workspace.now())
+            await eventually(lambda: len(bob.posts(room.room_id)) == 20, "the first posts")
+            await relay.kill()  # kill -9: no drain
+        alice.workspace.board(room).post("while it was down", now=alice.workspace.now())
+        async with RelayProcess(tmp_path / "relay", port=port):
+            await eventually(
+                lambda: "while it was down" in bob.posts(room.room_id), "the post made offline"
+            )
+    # alice and bob are gone: a newcomer gets all 21 posts from the relay's storage alone
+    async with (
+        RelayProcess(tmp_path / "relay", port=port),
+        peers(tmp_path / "late", [url], 1) as (carol,),
+    ):
+        carol.workspace.join_room(invite.code)
+        await eventually(lambda: len(carol.posts(room.room_id)) == 21, "all 21 posts")
