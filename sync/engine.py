@@ -166,6 +166,13 @@ class SyncEngine:
             unsubscribe()
 
     def _track_rooms(self) -> None:
+        before = len(self.documents)
+        self._track_new_rooms()
+        if len(self.documents) != before:
+            for session in list(self.lan_sessions):
+                session.offer_rooms()  # a room joined while connected is shared at once
+
+    def _track_new_rooms(self) -> None:
         for room in self.workspace.rooms():
             room_id = room.room_id
             if room_id in self.documents:

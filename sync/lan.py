@@ -111,6 +111,7 @@ class LanSession:
         self.offset = OffsetEstimator()  # the peer's clock minus ours
         self.origin = "lan:?"
         self.sessions: dict[str, DocSync] = {}
+        self._nonces = (b"", b"")  # (mine, theirs) from the handshake, for room proofs
         self._outgoing: asyncio.Queue[str | bytes] = asyncio.Queue()
 
     # -- the engine's side ------------------------------------------------------------------------
@@ -192,23 +193,55 @@ class LanSession:
 
     async def _exchange_rooms(self, *, my_nonce: bytes, their_nonce: bytes) -> None:
         assert self.peer is not None
-        me, them = self.identity.user_id, self.peer.user_id
-        self.origin = f"lan:{them}"
-        rooms = self.rooms.lan_rooms()[:MAX_ROOM_PROOFS]
-        offers = tuple(
-            b64url_encode(membership_proof(secret, nonce=their_nonce, context=_context(me, them)))
-            for _, secret, _ in rooms
-        )
-        await self._send_now(control.encode(control.RoomProofs(proofs=offers)))
+        self.origin = f"lan:{self.peer.user_id}"
+        self._nonces = (my_nonce, their_nonce)
+        await self._send_now(control.encode(self._offer()))
         received = await self._expect(control.RoomProofs)
         assert isinstance(received, control.RoomProofs)
+        self._match(received)
+
+    def _offer(self) -> control.RoomProofs:
+        """One proof per room we hold, over the other side's nonce."""
+        assert self.peer is not None
+        me, them = self.identity.user_id, self.peer.user_id
+        rooms = self.rooms.lan_rooms()[:MAX_ROOM_PROOFS]
+        return control.RoomProofs(
+            proofs=tuple(
+                b64url_encode(
+                    membership_proof(secret, nonce=self._nonces[1], context=_context(me, them))
+                )
+                for _, secret, _ in rooms
+            )
+        )
+
+    def _match(self, received: control.RoomProofs) -> list[str]:
+        """Start syncing the rooms whose proofs we received; the ids newly shared."""
+        assert self.peer is not None
         if len(received.proofs) > MAX_ROOM_PROOFS:
             raise ProtocolError("too many room proofs")
+        me, them = self.identity.user_id, self.peer.user_id
         theirs = {b64url_decode(proof, what="room proof") for proof in received.proofs}
-        for room_id, secret, document in rooms:
-            expected = membership_proof(secret, nonce=my_nonce, context=_context(them, me))
+        new = []
+        for room_id, secret, document in self.rooms.lan_rooms():
+            if room_id in self.sessions:
+                continue
+            expected = membership_proof(secret, nonce=self._nonces[0], context=_context(them, me))
             if any(hmac.compare_digest(expected, proof) for proof in theirs):
                 self.sessions[room_id] = DocSync(document, origin=self.origin)
+                new.append(room_id)
+        return new
+
+    def offer_rooms(self) -> None:
+        """Offer our rooms again (we joined one while connected); the peer answers likewise
+        when that makes a room shared, and both start syncing it."""
+        self._outgoing.put_nowait(control.encode(self._offer()))
+
+    def _greet(self, doc_id: str) -> None:
+        for greeting in self.sessions[doc_id].start():
+            self._outgoing.put_nowait(control.encode_doc_frame(doc_id, greeting))
+        here = self.presence.announcement(doc_id) if self.presence else None
+        if here is not None:
+            self.send_awareness(doc_id, here)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -218,12 +251,8 @@ class LanSession:
         writer = asyncio.get_running_loop().create_task(self._write())
         pinger = asyncio.get_running_loop().create_task(self._ping())
         try:
-            for doc_id, sync in self.sessions.items():
-                for greeting in sync.start():
-                    self._outgoing.put_nowait(control.encode_doc_frame(doc_id, greeting))
-                here = self.presence.announcement(doc_id) if self.presence else None
-                if here is not None:
-                    self.send_awareness(doc_id, here)
+            for doc_id in list(self.sessions):
+                self._greet(doc_id)
             async for frame in self.ws:
                 if isinstance(frame, bytes):
                     self._doc_frame(frame)
@@ -241,6 +270,12 @@ class LanSession:
         elif isinstance(message, control.Pong):
             sample = ClockSample.from_times(message.t0, message.t1, message.t2, self.clock.now())
             self.offset.add(sample)
+        elif isinstance(message, control.RoomProofs):
+            new = self._match(message)
+            for doc_id in new:
+                self._greet(doc_id)
+            if new:
+                self.offer_rooms()  # so the peer, too, learns the room is shared
         elif self.mail is None:
             return
         elif isinstance(message, control.DmDeliver):

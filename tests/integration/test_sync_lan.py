@@ -168,3 +168,16 @@ async def test_direct_messages_between_lan_peers_with_no_relay(tmp_path: Path) -
         inbox.mark_read(alice.workspace.user_id)
         await poll(lambda: state() == "read", "read, as alice sees it")
         assert any(e["event"] == "dm_received" and e["id"] == sent.id for e in bob.events)
+
+
+async def test_a_room_joined_while_connected_is_shared_at_once(tmp_path: Path) -> None:
+    async with lan_peers(tmp_path, 2) as (alice, bob):
+        room, invite = alice.workspace.create_room("Later")
+        await poll(lambda: room.room_id in alice.engine.documents, "alice tracking the room")
+        connect(alice, bob)
+        await poll(lambda: bool(alice.engine.lan_sessions), "the LAN session")
+        bob.workspace.join_room(invite.code)  # joined now, over the session already up
+        await poll(
+            lambda: any(r.exists for r in bob.workspace.rooms() if r.room_id == room.room_id),
+            "the room reaching bob without reconnecting",
+        )
