@@ -76,3 +76,62 @@ async def test_a_peer_that_stops_is_reported_lost_by_the_others(
     await alice.wait_for(
         lambda e: e.get("event") == "peer_lost" and e.get("peer") == users[1], "bob lost"
     )
+
+
+RELAY = "import sys; from relay.__main__ import main; sys.exit(main(sys.argv[1:]))"
+RELAY_PORT = 18765  # inside a namespace of our own, any port is free
+
+
+async def test_the_same_peers_through_a_relay_lose_nothing_across_its_restart(
+    make_lan: Callable[[int], Lan],
+    spawn: Callable[..., Awaitable[Child]],
+    tmp_path: Path,
+) -> None:
+    net = make_lan(4)
+    relay_host, *hosts = net.hosts
+    relay_args = ("--data-dir", str(tmp_path / "relay"), "serve", "--host", "0.0.0.0")
+    relay_args += ("--port", str(RELAY_PORT))
+    url = f"ws://{relay_host.address}:{RELAY_PORT}"
+    profiles = [tmp_path / name for name in ("alice", "bob", "carol")]
+    alice = Workspace(profiles[0], clock=SystemClock())
+    room, invite = alice.create_room("Relayed")
+    for profile in profiles[1:]:
+        Workspace(profile, clock=SystemClock()).join_room(invite.code)
+    relay = await spawn(relay_host.netns, RELAY, *relay_args, name="relay")
+    daemons = [
+        await spawn(
+            host.netns,
+            DAEMON,
+            "--profile",
+            str(p),
+            "daemon",
+            "--no-lan",
+            "--relay",
+            url,
+            name=p.name,
+        )
+        for host, p in zip(hosts, profiles, strict=True)
+    ]
+    for daemon in daemons[1:]:
+        await daemon.wait_for(
+            lambda e: e.get("event") == "doc_synced" and e.get("doc_id") == room.room_id,
+            "the room through the relay",
+        )
+    alice.board(room).post("through the relay", now=alice.now())
+    for daemon in daemons[1:]:
+        await daemon.wait_for(
+            lambda e: e.get("event") == "post_received" and e.get("body") == "through the relay",
+            "the post",
+        )
+    relay.proc.kill()  # kill -9, then start it again on the same data
+    await relay.proc.wait()
+    marks = [len(d.events) for d in daemons]
+    await spawn(relay_host.netns, RELAY, *relay_args, name="relay again")
+    for daemon, mark in zip(daemons, marks, strict=True):
+        await daemon.wait_for(lambda e: e.get("event") == "link_up", "reconnected", since=mark)
+    alice.board(room).post("after the restart", now=alice.now())
+    for daemon in daemons[1:]:
+        await daemon.wait_for(
+            lambda e: e.get("event") == "post_received" and e.get("body") == "after the restart",
+            "the post after the restart",
+        )
