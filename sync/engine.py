@@ -39,6 +39,7 @@ from sync.ysync import AwarenessMessage
 
 log = logging.getLogger("focusmate.sync")
 POLL_SECONDS = 0.2
+REDIAL_SECONDS = 2.0
 
 
 class SyncEngine:
@@ -99,6 +100,7 @@ class SyncEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._mailer: asyncio.Task[None] | None = None
+        self._redialer: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._stopped = False
 
@@ -117,6 +119,7 @@ class SyncEngine:
                     interfaces=self._discovery_interfaces,
                 )
                 await self.discovery.start()
+                self._redialer = asyncio.get_running_loop().create_task(self._redial())
         self._watcher = asyncio.get_running_loop().create_task(self._watch_store())
         self._mailer = asyncio.get_running_loop().create_task(self._send_dms())
 
@@ -125,6 +128,17 @@ class SyncEngine:
         self.events({"event": "peer_discovered", "peer": advert.user_id, "port": advert.port})
         if self.lan is not None and self.lan.should_dial(advert.user_id) and advert.addresses:
             self.dial(advert.user_id, advert.addresses[0], advert.port)
+
+    async def _redial(self) -> None:
+        """Reconnect to peers still advertised but not connected (after a partition heals, or
+        a dial that failed): adverts outlive connections."""
+        while True:
+            await asyncio.sleep(REDIAL_SECONDS)
+            if self.discovery is None or self.lan is None:
+                return
+            for advert in self.discovery.peers.values():
+                if self.lan.should_dial(advert.user_id) and advert.addresses:
+                    self.dial(advert.user_id, advert.addresses[0], advert.port)
 
     def _lost(self, instance: str) -> None:
         user_id = self._adverts.pop(instance, None)
@@ -149,7 +163,7 @@ class SyncEngine:
         if self._stopped:
             return
         self._stopped = True
-        for task in (self._watcher, self._mailer):
+        for task in (self._watcher, self._mailer, self._redialer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -51,6 +51,9 @@ HANDSHAKE_SECONDS = 10.0
 MAX_ROOM_PROOFS = 256
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 PING_BURST = 8
+# A LAN peer that vanishes (cable pulled, Wi-Fi gone) is noticed within three of these: a ping,
+# its timeout, and the close handshake's.
+KEEPALIVE_SECONDS = 3.0
 PING_SECONDS = 5.0
 
 
@@ -352,7 +355,14 @@ class LanNode:
 
     async def start(self) -> None:
         self._server = await serve(
-            self._accept, self.host, self.port, compression=None, max_size=MAX_FRAME_BYTES
+            self._accept,
+            self.host,
+            self.port,
+            compression=None,
+            max_size=MAX_FRAME_BYTES,
+            ping_interval=KEEPALIVE_SECONDS,
+            ping_timeout=KEEPALIVE_SECONDS,
+            close_timeout=KEEPALIVE_SECONDS,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -371,7 +381,14 @@ class LanNode:
         self._dialing.add(user_id)
         url = f"ws://{host}:{port}" if ":" not in host else f"ws://[{host}]:{port}"
         try:
-            async with connect(url, compression=None, max_size=MAX_FRAME_BYTES) as ws:
+            async with connect(
+                url,
+                compression=None,
+                max_size=MAX_FRAME_BYTES,
+                ping_interval=KEEPALIVE_SECONDS,
+                ping_timeout=KEEPALIVE_SECONDS,
+                close_timeout=KEEPALIVE_SECONDS,
+            ) as ws:
                 session = self._session(ws)
                 await session.handshake_as_dialer(expected_user=user_id)
                 await self._run(session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from focusmate.clock import SystemClock
 from focusmate.workspace import Workspace
-from tests.lan.netns import Child, Lan
+from tests.lan.netns import IFACE, Child, Lan
 
 pytestmark = pytest.mark.netns
 DAEMON = "import sys; from ui.launcher import main; sys.exit(main(sys.argv[1:]))"
@@ -135,3 +136,42 @@ async def test_the_same_peers_through_a_relay_lose_nothing_across_its_restart(
             lambda e: e.get("event") == "post_received" and e.get("body") == "after the restart",
             "the post after the restart",
         )
+
+
+async def test_a_partitioned_lan_heals_and_both_sides_edits_merge(
+    make_lan: Callable[[int], Lan],
+    spawn: Callable[..., Awaitable[Child]],
+    tmp_path: Path,
+) -> None:
+    net = make_lan(2)
+    profiles = [tmp_path / "alice", tmp_path / "bob"]
+    alice = Workspace(profiles[0], clock=SystemClock())
+    room, invite = alice.create_room("Partition")
+    bob = Workspace(profiles[1], clock=SystemClock())
+    bob.join_room(invite.code)
+    daemons = [
+        await spawn(host.netns, DAEMON, "--profile", str(profile), "daemon", name=profile.name)
+        for host, profile in zip(net.hosts, profiles, strict=True)
+    ]
+    await daemons[1].wait_for(
+        lambda e: e.get("event") == "doc_synced" and e.get("doc_id") == room.room_id, "synced"
+    )
+    marks = [len(d.events) for d in daemons]
+    bob_host = net.hosts[1]
+    subprocess.run(["ip", "-n", bob_host.netns, "link", "set", IFACE, "down"], check=True)
+    for daemon, mark in zip(daemons, marks, strict=True):  # both notice the link is gone
+        await daemon.wait_for(lambda e: e.get("event") == "link_down", "link down", since=mark)
+    alice.board(room).post("alice, cut off", now=alice.now())
+    bob.refresh()  # (this test's handle on bob's profile: the daemon wrote the room there)
+    bob.board(bob.find_room(room.room_id)).post("bob, cut off", now=bob.now())
+    subprocess.run(["ip", "-n", bob_host.netns, "link", "set", IFACE, "up"], check=True)
+    await daemons[1].wait_for(
+        lambda e: e.get("event") == "post_received" and e.get("body") == "alice, cut off",
+        "alice's post after the heal",
+        since=marks[1],
+    )
+    await daemons[0].wait_for(
+        lambda e: e.get("event") == "post_received" and e.get("body") == "bob, cut off",
+        "bob's post after the heal",
+        since=marks[0],
+    )
