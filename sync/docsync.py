@@ -15,8 +15,10 @@ Feed it the messages that arrive (:meth:`DocSync.receive`) and the local changes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from sync import control
 from sync.wire import ProtocolError
 from sync.ysync import (
     AwarenessMessage,
@@ -25,6 +27,7 @@ from sync.ysync import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
+    decode_message,
     encode_message,
 )
 
@@ -77,3 +80,29 @@ class DocSync:
         if origin == self.origin or update == EMPTY_UPDATE:
             return None
         return encode_message(SyncUpdate(update))
+
+
+def receive_doc_frame(
+    frame: bytes,
+    *,
+    sessions: Mapping[str, DocSync],
+    now: float,
+    on_awareness: Callable[[str, AwarenessMessage], None],
+) -> tuple[str, list[bytes], bool]:
+    """Route one document frame of a control channel (``varString(doc_id) || y-message``).
+
+    Returns the document id, the reply frames to send, and whether the document became synced
+    with this frame. Frames for documents without a session (not shared, or just left) are
+    ignored; awareness goes to ``on_awareness``.
+    """
+    doc_id, payload = control.decode_doc_frame(frame)
+    sync = sessions.get(doc_id)
+    if sync is None:
+        return doc_id, [], False
+    message = decode_message(payload)
+    if isinstance(message, AwarenessMessage):
+        on_awareness(doc_id, message)
+        return doc_id, [], False
+    was_synced = sync.synced
+    replies = [control.encode_doc_frame(doc_id, reply) for reply in sync.receive(message, now=now)]
+    return doc_id, replies, sync.synced and not was_synced

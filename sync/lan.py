@@ -39,11 +39,11 @@ from focusmate.identity import Identity, PublicIdentity, b64url_decode, b64url_e
 from focusmate.invite import membership_proof
 from sync import control, handshake
 from sync.clock import ClockSample, OffsetEstimator
-from sync.docsync import DocSync, SyncableDocument
+from sync.docsync import DocSync, SyncableDocument, receive_doc_frame
 from sync.presence import PresenceHooks
 from sync.relay_link import Event
 from sync.wire import ProtocolError
-from sync.ysync import AwarenessMessage, decode_message, encode_message
+from sync.ysync import AwarenessMessage, encode_message
 
 log = logging.getLogger("focusmate.sync")
 PEER_SERVER = "focusmate-peer/1"
@@ -300,20 +300,17 @@ class LanSession:
             await asyncio.sleep(0.05 if n < PING_BURST else PING_SECONDS)
 
     def _doc_frame(self, frame: bytes) -> None:
-        doc_id, payload = control.decode_doc_frame(frame)
-        sync = self.sessions.get(doc_id)
-        if sync is None:
-            return  # not a room we share (or it was left): ignore
-        message = decode_message(payload)
-        if isinstance(message, AwarenessMessage):
-            if self.presence is not None:
-                self.presence.awareness_received(doc_id, message, self)
-            return
-        was_synced = sync.synced
-        for reply in sync.receive(message, now=self.clock.now()):
-            self._outgoing.put_nowait(control.encode_doc_frame(doc_id, reply))
-        if sync.synced and not was_synced:
+        doc_id, replies, synced = receive_doc_frame(
+            frame, sessions=self.sessions, now=self.clock.now(), on_awareness=self._awareness
+        )
+        for reply in replies:
+            self._outgoing.put_nowait(reply)
+        if synced:
             self.events({"event": "doc_synced", "link": self.origin, "doc_id": doc_id})
+
+    def _awareness(self, doc_id: str, message: AwarenessMessage) -> None:
+        if self.presence is not None:
+            self.presence.awareness_received(doc_id, message, self)
 
     async def _write(self) -> None:
         with contextlib.suppress(ConnectionClosed):

@@ -30,10 +30,10 @@ from focusmate.identity import Identity
 from sync import control, handshake
 from sync.backoff import Backoff
 from sync.clock import ClockSample, OffsetEstimator
-from sync.docsync import DocSync, SyncableDocument
+from sync.docsync import DocSync, SyncableDocument, receive_doc_frame
 from sync.presence import PresenceHooks
 from sync.wire import ProtocolError
-from sync.ysync import AwarenessMessage, decode_message, encode_message
+from sync.ysync import AwarenessMessage, encode_message
 
 log = logging.getLogger("focusmate.sync")
 Event = dict[str, Any]
@@ -212,20 +212,17 @@ class RelayLink:
             await asyncio.sleep(self.ping_seconds)
 
     def _doc_frame(self, frame: bytes) -> None:
-        doc_id, payload = control.decode_doc_frame(frame)
-        sync = self.sessions.get(doc_id)
-        if sync is None:
-            return  # a late frame for a document we left
-        message = decode_message(payload)
-        if isinstance(message, AwarenessMessage):
-            if self.presence is not None:
-                self.presence.awareness_received(doc_id, message, self)
-            return
-        was_synced = sync.synced
-        for reply in sync.receive(message, now=self.clock.now()):
-            self._send(control.encode_doc_frame(doc_id, reply))
-        if sync.synced and not was_synced:
+        doc_id, replies, synced = receive_doc_frame(
+            frame, sessions=self.sessions, now=self.clock.now(), on_awareness=self._awareness
+        )
+        for reply in replies:
+            self._send(reply)
+        if synced:
             self.events({"event": "doc_synced", "link": self.url, "doc_id": doc_id})
+
+    def _awareness(self, doc_id: str, message: AwarenessMessage) -> None:
+        if self.presence is not None:
+            self.presence.awareness_received(doc_id, message, self)
 
     async def _control(self, message: control.ControlMessage) -> None:
         if isinstance(message, control.Subscribed):
