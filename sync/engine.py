@@ -12,6 +12,10 @@ Rules:
   poll and subscribed on every link.
 * With ``lan=True`` the engine also listens for LAN peers (``sync.lan``), advertises itself and
   dials the peers it discovers (``sync.discovery``); a LAN session syncs the rooms both hold.
+* Each room has one timebase (:meth:`SyncEngine.now_for`): the relay's clock when a relay
+  carries it, else the LAN peer with the smallest user id, else ours.
+* Presence (``sync.presence``) and direct messages (``focusmate.inbox``) ride the same links:
+  queued envelopes go to the recipient's LAN session if there is one, else to a relay.
 """
 
 from __future__ import annotations
