@@ -260,7 +260,7 @@ class SyncEngine:
                     if session is not None:
                         session.send_read(tuple(ids))
                     elif link is not None:
-                        await link.mark_read(sender, tuple(ids))
+                        link.mark_read(sender, tuple(ids))
                     else:
                         continue
                     inbox.receipts_sent(ids)

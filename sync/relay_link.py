@@ -136,7 +136,7 @@ class RelayLink:
         """Hand an envelope to the relay; returns once it is committed there."""
         await self._request(envelope.id, control.DmSend(envelope=envelope.to_dict()))
 
-    async def mark_read(self, sender: str, message_ids: tuple[str, ...]) -> None:
+    def mark_read(self, sender: str, message_ids: tuple[str, ...]) -> None:
         self._send(control.encode(control.DmRead(sender=sender, message_ids=message_ids)))
 
     # -- the connection -------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from sync.control import CloseCode
 from tests.integration.relaykit import (
     ControlClient,
     DocClient,
-    base_url,
     doc_url,
     limits,
     relay_committed,
@@ -286,7 +285,6 @@ async def test_several_connections_of_one_user_all_get_live_dms(tmp_path: Path) 
         a = await ControlClient.open(relay, alice)
         await a.send(control.DmSend(envelope=seal(alice, bob.public, "hi", now=1).to_dict()))
         await asyncio.gather(laptop.expect(control.DmDeliver), desktop.expect(control.DmDeliver))
-        assert base_url(relay).startswith("ws://127.0.0.1:")
 
 
 async def test_read_receipts_need_well_formed_ids_and_are_bounded(tmp_path: Path) -> None:

@@ -3,64 +3,18 @@ handshake, room proofs, syncing with no relay, and refusing impostors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from focusmate.clock import SystemClock
 from focusmate.identity import Identity
 from focusmate.workspace import Workspace
-from sync.engine import SyncEngine
 from sync.lan import LanNode
 from tests.integration.relaykit import poll
-
-
-class Peer:
-    def __init__(self, profile: Path) -> None:
-        self.workspace = Workspace(profile, clock=SystemClock())
-        self.events: list[dict[str, Any]] = []
-        self.engine = SyncEngine(
-            self.workspace,
-            relays=[],
-            events=self.events.append,
-            poll_seconds=0.05,
-            lan=True,
-            lan_host="127.0.0.1",
-            discover=False,
-        )
-
-    @property
-    def port(self) -> int:
-        assert self.engine.lan is not None
-        return self.engine.lan.port
-
-    def posts(self, room_id: str) -> list[str]:
-        self.workspace.refresh()
-        room = next(r for r in self.workspace.rooms() if r.room_id == room_id)
-        return sorted(post.body for post in self.workspace.board(room).posts())
-
-
-@asynccontextmanager
-async def lan_peers(tmp_path: Path, count: int) -> AsyncIterator[list[Peer]]:
-    peers = [Peer(tmp_path / f"p{i}") for i in range(count)]
-    for peer in peers:
-        await peer.engine.start()
-    try:
-        yield peers
-    finally:
-        for peer in peers:
-            await peer.engine.stop()
-
-
-def connect(a: Peer, b: Peer) -> None:
-    """What discovery does: the peer with the smaller user id dials."""
-    dialer, listener = (a, b) if a.workspace.user_id < b.workspace.user_id else (b, a)
-    dialer.engine.dial(listener.workspace.user_id, "127.0.0.1", listener.port)
+from tests.integration.synckit import connect, peers
 
 
 async def test_two_peers_join_by_code_and_sync_with_no_relay(tmp_path: Path) -> None:
-    async with lan_peers(tmp_path, 2) as (alice, bob):
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
         room, invite = alice.workspace.create_room("LAN party")
         bob.workspace.join_room(invite.code)
         await poll(lambda: room.room_id in bob.engine.documents, "bob tracking the room")
@@ -78,7 +32,7 @@ async def test_two_peers_join_by_code_and_sync_with_no_relay(tmp_path: Path) -> 
 
 
 async def test_only_shared_rooms_sync_and_no_room_ids_are_revealed(tmp_path: Path) -> None:
-    async with lan_peers(tmp_path, 2) as (alice, bob):
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
         shared, invite = alice.workspace.create_room("Shared")
         private, _ = alice.workspace.create_room("Private")
         bob.workspace.join_room(invite.code)
@@ -92,12 +46,12 @@ async def test_only_shared_rooms_sync_and_no_room_ids_are_revealed(tmp_path: Pat
 
 
 async def test_three_peers_meet_pairwise(tmp_path: Path) -> None:
-    async with lan_peers(tmp_path, 3) as peers:
-        alice, bob, carol = peers
+    async with peers(tmp_path, lan=True, count=3) as trio:
+        alice, bob, carol = trio
         room, invite = alice.workspace.create_room("Trio")
         for peer in (bob, carol):
             peer.workspace.join_room(invite.code)
-        for peer in peers:
+        for peer in trio:
             await poll(lambda peer=peer: room.room_id in peer.engine.documents, "tracking")
         connect(alice, bob)
         connect(bob, carol)  # carol reaches alice through bob
@@ -111,7 +65,7 @@ async def test_three_peers_meet_pairwise(tmp_path: Path) -> None:
 
 
 async def test_a_peer_that_is_not_who_its_advert_said_is_refused(tmp_path: Path) -> None:
-    async with lan_peers(tmp_path, 2) as (alice, bob):
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
         impostor_of = Identity.generate().user_id  # the advert claimed this user
         assert alice.engine.lan is not None
         await alice.engine.lan.dial(impostor_of, "127.0.0.1", bob.port)  # bob answers
@@ -120,7 +74,7 @@ async def test_a_peer_that_is_not_who_its_advert_said_is_refused(tmp_path: Path)
 
 
 async def test_a_listener_refuses_a_hello_bound_to_someone_else(tmp_path: Path) -> None:
-    async with lan_peers(tmp_path, 1) as (bob,):
+    async with peers(tmp_path, lan=True, count=1) as (bob,):
         mallory = Workspace(tmp_path / "mallory", clock=SystemClock())
         node = LanNode(
             identity=mallory.identity,
@@ -137,7 +91,7 @@ async def test_a_listener_refuses_a_hello_bound_to_someone_else(tmp_path: Path) 
 
 
 async def test_presence_travels_between_lan_peers(tmp_path: Path) -> None:
-    async with lan_peers(tmp_path, 2) as (alice, bob):
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
         room, invite = alice.workspace.create_room("LAN presence")
         bob.workspace.join_room(invite.code)
         await poll(lambda: room.room_id in bob.engine.documents, "bob tracking the room")
@@ -150,7 +104,7 @@ async def test_presence_travels_between_lan_peers(tmp_path: Path) -> None:
 
 
 async def test_direct_messages_between_lan_peers_with_no_relay(tmp_path: Path) -> None:
-    async with lan_peers(tmp_path, 2) as (alice, bob):
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
         room, invite = alice.workspace.create_room("LAN DMs")
         bob.workspace.join_room(invite.code)
         await poll(lambda: room.room_id in bob.engine.documents, "bob tracking the room")
@@ -171,7 +125,7 @@ async def test_direct_messages_between_lan_peers_with_no_relay(tmp_path: Path) -
 
 
 async def test_a_room_joined_while_connected_is_shared_at_once(tmp_path: Path) -> None:
-    async with lan_peers(tmp_path, 2) as (alice, bob):
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
         room, invite = alice.workspace.create_room("Later")
         await poll(lambda: room.room_id in alice.engine.documents, "alice tracking the room")
         connect(alice, bob)

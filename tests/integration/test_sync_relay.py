@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -12,56 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from focusmate.clock import SystemClock
-from focusmate.workspace import Workspace
 from sync.backoff import Backoff
 from sync.engine import SyncEngine
 from tests.integration.relaykit import REPO, RelayProcess, poll, running_relay
+from tests.integration.synckit import EnginePeer, free_port, peers
 
 DEADLINE = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Peer:
-    """A profile with a running engine; ``events`` collects what the engine reported."""
-
-    def __init__(self, profile: Path, relays: list[str]) -> None:
-        self.profile = profile
-        self.workspace = Workspace(profile, clock=SystemClock())
-        self.events: list[dict[str, Any]] = []
-        self.engine = SyncEngine(
-            self.workspace,
-            relays=relays,
-            events=self.events.append,
-            poll_seconds=0.05,
-            backoff=lambda: Backoff(base=0.05, cap=0.5),
-        )
-
-    def posts(self, room_id: str) -> list[str]:
-        self.workspace.refresh()
-        room = next(r for r in self.workspace.rooms() if r.room_id == room_id)
-        return [post.body for post in self.workspace.board(room).posts()]
-
-    def room_name(self, room_id: str) -> str | None:
-        rooms = [r for r in self.workspace.rooms() if r.room_id == room_id]
-        return rooms[0].name if rooms and rooms[0].exists else None
-
-
-@asynccontextmanager
-async def peers(tmp_path: Path, relays: list[str], count: int) -> AsyncIterator[list[Peer]]:
-    started = [Peer(tmp_path / f"peer{i}", relays) for i in range(count)]
-    for peer in started:
-        await peer.engine.start()
-    try:
-        yield started
-    finally:
-        for peer in started:
-            await peer.engine.stop()
 
 
 async def eventually(predicate: Callable[[], bool], what: str) -> None:
@@ -71,7 +26,7 @@ async def eventually(predicate: Callable[[], bool], what: str) -> None:
 async def test_two_engines_sync_a_room_through_a_relay(tmp_path: Path) -> None:
     async with running_relay(tmp_path / "relay") as relay:
         url = f"ws://127.0.0.1:{relay.port}"
-        async with peers(tmp_path, [url], 2) as (alice, bob):
+        async with peers(tmp_path, 2, relays=[url]) as (alice, bob):
             room, invite = alice.workspace.create_room("Deep work")
             bob.workspace.join_room(invite.code)
             await eventually(lambda: bob.room_name(room.room_id) == "Deep work", "the room")
@@ -87,7 +42,7 @@ async def test_two_engines_sync_a_room_through_a_relay(tmp_path: Path) -> None:
 async def test_three_engines_and_a_cli_edit_from_another_process(tmp_path: Path) -> None:
     async with running_relay(tmp_path / "relay") as relay:
         url = f"ws://127.0.0.1:{relay.port}"
-        async with peers(tmp_path, [url], 3) as (alice, bob, carol):
+        async with peers(tmp_path, 3, relays=[url]) as (alice, bob, carol):
             room, invite = alice.workspace.create_room("Standup")
             for peer in (bob, carol):
                 peer.workspace.join_room(invite.code)
@@ -114,7 +69,7 @@ async def test_three_engines_and_a_cli_edit_from_another_process(tmp_path: Path)
 async def test_offline_edits_merge_when_the_relay_comes_back(tmp_path: Path) -> None:
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
-    async with peers(tmp_path, [url], 2) as (alice, bob):
+    async with peers(tmp_path, 2, relays=[url]) as (alice, bob):
         async with running_relay(tmp_path / "relay", port=port):
             room, invite = alice.workspace.create_room("Offline")
             bob.workspace.join_room(invite.code)
@@ -143,7 +98,7 @@ async def test_offline_edits_merge_when_the_relay_comes_back(tmp_path: Path) -> 
 async def test_presence_travels_through_the_relay_and_leaves_with_its_peer(tmp_path: Path) -> None:
     async with running_relay(tmp_path / "relay") as relay:
         url = f"ws://127.0.0.1:{relay.port}"
-        async with peers(tmp_path, [url], 2) as (alice, bob):
+        async with peers(tmp_path, 2, relays=[url]) as (alice, bob):
             room, invite = alice.workspace.create_room("Presence")
             bob.workspace.join_room(invite.code)
             await eventually(lambda: bob.room_name(room.room_id) == "Presence", "the room")
@@ -168,8 +123,8 @@ async def test_direct_messages_through_a_relay_with_delivery_and_read_receipts(
 ) -> None:
     async with running_relay(tmp_path / "relay") as relay:
         url = f"ws://127.0.0.1:{relay.port}"
-        alice = Peer(tmp_path / "alice", [url])
-        bob = Peer(tmp_path / "bob", [url])
+        alice = EnginePeer(tmp_path / "alice", relays=[url])
+        bob = EnginePeer(tmp_path / "bob", relays=[url])
         _, invite = alice.workspace.create_room("Team")
         bob.workspace.join_room(invite.code)
         await alice.engine.start()
@@ -200,7 +155,7 @@ async def test_direct_messages_through_a_relay_with_delivery_and_read_receipts(
             await alice.engine.stop()
 
 
-def _state(peer: Peer, message_id: str) -> str:
+def _state(peer: EnginePeer, message_id: str) -> str:
     (message,) = [
         m
         for conversation in peer.workspace.inbox.conversations()
@@ -211,7 +166,7 @@ def _state(peer: Peer, message_id: str) -> str:
 
 
 @asynccontextmanager
-async def running_bob(bob: Peer) -> AsyncIterator[None]:
+async def running_bob(bob: EnginePeer) -> AsyncIterator[None]:
     """Bob's engine for a while (a fresh one each time, as after a restart)."""
     bob.engine = SyncEngine(
         bob.workspace,
@@ -232,7 +187,7 @@ async def test_nothing_is_lost_when_the_relay_process_is_killed_and_restarted(
 ) -> None:
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
-    async with peers(tmp_path, [url], 2) as (alice, bob):
+    async with peers(tmp_path, 2, relays=[url]) as (alice, bob):
         room, invite = alice.workspace.create_room("Restarts")
         bob.workspace.join_room(invite.code)
         async with RelayProcess(tmp_path / "relay", port=port) as relay:
@@ -249,7 +204,7 @@ async def test_nothing_is_lost_when_the_relay_process_is_killed_and_restarted(
     # alice and bob are gone: a newcomer gets all 21 posts from the relay's storage alone
     async with (
         RelayProcess(tmp_path / "relay", port=port),
-        peers(tmp_path / "late", [url], 1) as (carol,),
+        peers(tmp_path / "late", 1, relays=[url]) as (carol,),
     ):
         carol.workspace.join_room(invite.code)
         await eventually(lambda: len(carol.posts(room.room_id)) == 21, "all 21 posts")
