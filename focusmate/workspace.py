@@ -33,6 +33,7 @@ from focusmate.room import Room, RoomSettings
 from focusmate.settings import Settings
 from focusmate.stats import validate_task
 from focusmate.store import Store
+from focusmate.timebase import read_offset
 from focusmate.timer import TimerState
 
 DB_NAME = "focusmate.db"
@@ -93,6 +94,12 @@ class Workspace:
 
     def now(self) -> float:
         return self.clock.now()
+
+    def room_now(self, room_id: str) -> float:
+        """Now on the room's shared timebase, as a running engine on this profile measured it
+        (:mod:`focusmate.timebase`); our own clock when none runs."""
+        now = self.now()
+        return now + read_offset(self.profile_dir, room_id, now=now)
 
     @property
     def user_id(self) -> str:
@@ -272,7 +279,7 @@ class Workspace:
     def record_focus(self, room: Room) -> int:
         """Record the focus sessions this room's timer produced since we last looked."""
         current = room.timer_state
-        now = self.now()
+        now = self.room_now(room.room_id)
         saved = self.store.get_focus_watch(room.room_id)
         watch = Watch(state=current, checked_at=now)
         if saved is not None:

@@ -4,8 +4,11 @@ An always-on peer, or FocusMate for terminal users: it keeps every room of the p
 over the relays given (``--relay``, default the ``relay_urls`` setting) and with the peers it
 finds on the LAN (unless ``--no-lan``), and prints events as
 they happen — links up and down, documents synced, posts and comments received, and timer
-phase changes with the local wall-clock instant they happened at. SIGTERM or SIGINT stops it.
-CLI commands keep working on the same profile while it runs; their edits go out within a poll.
+phase changes with the local wall-clock instant they happened at, and who is present in each
+room (it announces itself as focusing, on a break or idle, as the room's timer runs). SIGTERM or
+SIGINT stops it. CLI commands keep working on the same profile while it runs; their edits go out
+within a poll, and timer commands count on the room's timebase it measured
+(:mod:`focusmate.timebase`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import cast
 from focusmate.cli.commands import Context
 from focusmate.room import Room
 from focusmate.settings import parse_setting
-from focusmate.timer import Phase, Status
+from focusmate.timer import Phase, Status, TimerView
 from focusmate.workspace import Workspace
 from sync.engine import SyncEngine
+from sync.presence import status_for
 from sync.relay_link import Event
 
 TICK_SECONDS = 0.1
@@ -46,10 +50,12 @@ class BoardAndTimerReporter:
         workspace: Workspace,
         emit: Callable[[Event], None],
         now_for: Callable[[str], float] | None = None,
+        on_timer: Callable[[Room, TimerView], None] | None = None,
     ) -> None:
         self.workspace = workspace
         self.emit = emit
         self.now_for = now_for  # the room's timebase (sync.engine), else our clock
+        self.on_timer = on_timer  # every check, with each room's timer as it reads now
         self.rooms: dict[str, RoomWatch] = {}
 
     def check(self, *, boards: bool, announce: bool = True) -> None:
@@ -103,6 +109,30 @@ class BoardAndTimerReporter:
                     }
                 )
             watch.phase = phase
+        if self.on_timer is not None:
+            self.on_timer(room, view)
+
+
+class PresenceKeeper:
+    """Tells each room what we are doing — focusing, on a break or idle, as its timer says, and
+    on which task (``focusmate timer start --task``) — and records our finished focus sessions
+    in the stats, as the app does."""
+
+    def __init__(self, workspace: Workspace, engine: SyncEngine) -> None:
+        self.workspace = workspace
+        self.engine = engine
+        self.announced: dict[str, tuple[str, str]] = {}
+        self.phases: dict[str, tuple[Phase, Status, int]] = {}
+
+    def __call__(self, room: Room, view: TimerView) -> None:
+        phase = (view.phase, view.status, view.round)
+        if self.phases.get(room.room_id) != phase:
+            self.phases[room.room_id] = phase
+            self.workspace.record_focus(room)
+        state = (status_for(view), self.workspace.current_task(room))
+        if self.announced.get(room.room_id) != state:
+            self.announced[room.room_id] = state
+            self.engine.set_presence(room.room_id, status=state[0], task=state[1] or None)
 
 
 def _post_event(room: Room, post_id: str, author: str, body: str) -> Event:
@@ -163,6 +193,7 @@ async def _serve(
         lan=lan,
     )
     reporter.now_for = engine.now_for
+    reporter.on_timer = PresenceKeeper(workspace, engine)
     await engine.start()
     emit(
         {

@@ -30,6 +30,7 @@ from focusmate.dm import Envelope
 from focusmate.document import CrdtDocument
 from focusmate.invite import relay_token
 from focusmate.room import DOC_KIND as ROOM_KIND
+from focusmate.timebase import FRESH_SECONDS, remove_offsets, write_offsets
 from focusmate.timer import Command, TimerState
 from focusmate.workspace import Workspace
 from sync.backoff import Backoff
@@ -44,6 +45,7 @@ from sync.ysync import AwarenessMessage
 log = logging.getLogger("focusmate.sync")
 POLL_SECONDS = 0.2
 REDIAL_SECONDS = 2.0
+HOUSEKEEPING_SECONDS = 1.0
 
 
 class SyncEngine:
@@ -104,6 +106,8 @@ class SyncEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._mailer: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
+        self._published: tuple[float, dict[str, float]] | None = None  # timebase.json
         self._redialer: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._stopped = False
@@ -126,6 +130,7 @@ class SyncEngine:
                 self._redialer = asyncio.get_running_loop().create_task(self._redial())
         self._watcher = asyncio.get_running_loop().create_task(self._watch_store())
         self._mailer = asyncio.get_running_loop().create_task(self._send_dms())
+        self._housekeeper = asyncio.get_running_loop().create_task(self._housekeep())
 
     def _found(self, advert: PeerAdvert) -> None:
         self._adverts[advert.instance] = advert.user_id
@@ -167,7 +172,7 @@ class SyncEngine:
         if self._stopped:
             return
         self._stopped = True
-        for task in (self._watcher, self._mailer, self._redialer):
+        for task in (self._watcher, self._mailer, self._redialer, self._housekeeper):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -182,6 +187,8 @@ class SyncEngine:
             await link.stop()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
+        if self._published is not None:
+            remove_offsets(self.workspace.profile_dir)
 
     def _track_rooms(self) -> None:
         before = len(self.documents)
@@ -296,6 +303,43 @@ class SyncEngine:
         if receipt.kind in ("delivered", "read"):
             self.workspace.inbox.advance(receipt.message_id, receipt.kind)
             self.events({"event": f"dm_{receipt.kind}", "id": receipt.message_id, "by": receipt.by})
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    async def _housekeep(self) -> None:
+        """Once a second: renew our presence before peers forget it, forget peers that went
+        quiet, and publish each room's timebase for CLI processes on this profile."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            try:
+                self._keep_presence()
+                self._publish_timebase()
+            except Exception:
+                log.exception("sync.housekeeping_failed")
+
+    def _keep_presence(self) -> None:
+        for doc_id, presence in self.presence.items():
+            renewal = presence.renew()
+            if renewal is not None:
+                self._send_awareness(doc_id, renewal, skip=None)
+            if presence.expire():
+                self.events(
+                    {"event": "presence", "room_id": doc_id, "peers": self.peers_present(doc_id)}
+                )
+
+    def _publish_timebase(self) -> None:
+        """Write the offsets when they moved by a millisecond, or to keep the file fresh."""
+        now = self.workspace.now()
+        offsets = {room_id: self.clock_offset(room_id) for room_id in self.documents}
+        if self._published is not None:
+            written_at, before = self._published
+            moved = before.keys() != offsets.keys() or any(
+                abs(offsets[k] - before[k]) > 0.001 for k in offsets
+            )
+            if not moved and now - written_at < FRESH_SECONDS / 2:
+                return
+        write_offsets(self.workspace.profile_dir, offsets, now=now)
+        self._published = (now, offsets)
 
     # -- time and the shared timer -----------------------------------------------------------
 

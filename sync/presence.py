@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from focusmate.timer import Phase, Status, TimerView
 from sync.ysync import AwarenessEntry, AwarenessMessage
 
 STATUSES = frozenset({"focusing", "break", "idle", "away"})
 TIMEOUT_SECONDS = 30.0
+RENEW_SECONDS = TIMEOUT_SECONDS / 2  # (as y-protocols does: renewed at half the timeout)
 MAX_TASK_CHARS = 200
 
 
@@ -27,6 +29,14 @@ class _Known:
     clock: int
     state: dict[str, Any] | None
     seen: float
+
+
+def status_for(view: TimerView) -> str:
+    """What a member of a room is doing while its timer reads ``view`` (and nothing says
+    otherwise): focusing or on a break while it runs, idle while it waits."""
+    if view.status is not Status.RUNNING:
+        return "idle"
+    return "focusing" if view.phase is Phase.FOCUS else "break"
 
 
 def new_client_id() -> int:
@@ -40,6 +50,7 @@ class RoomPresence:
         self.clock = 0
         self.local: dict[str, Any] | None = None
         self.known: dict[int, _Known] = {}
+        self.announced_at = now()
 
     def set_local(self, state: dict[str, Any] | None) -> AwarenessMessage:
         """Our new state (None: we leave); the message announcing it."""
@@ -52,7 +63,15 @@ class RoomPresence:
                 raise ValueError(f"a task is text of at most {MAX_TASK_CHARS} characters")
         self.clock += 1
         self.local = state
+        self.announced_at = self.now()
         return self.announcement()
+
+    def renew(self) -> AwarenessMessage | None:
+        """Our state again under a new clock, when it is due, so peers keep it (None: not due,
+        or we have no state)."""
+        if self.local is None or self.now() - self.announced_at < RENEW_SECONDS:
+            return None
+        return self.set_local(self.local)
 
     def announcement(self) -> AwarenessMessage:
         """Our current state, to greet a newly connected link (and to renew it)."""

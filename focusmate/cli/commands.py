@@ -188,11 +188,10 @@ def cmd_room_create(ctx: Context) -> int:
 
 
 def cmd_room_list(ctx: Context) -> int:
-    now = ctx.ws.now()
     rooms = [r for r in ctx.ws.rooms() if not r.deleted]
-    data = [room_dict(r, now=now) for r in rooms]
+    data = [room_dict(r, now=ctx.ws.room_now(r.room_id)) for r in rooms]
     lines = [
-        f"{r.room_id[:8]}  {r.name:<24} {timer_line(r.timer_view(now=now))}"
+        f"{r.room_id[:8]}  {r.name:<24} {timer_line(r.timer_view(now=ctx.ws.room_now(r.room_id)))}"
         if r.exists
         else f"{r.room_id[:8]}  (waiting for the room to sync)"
         for r in rooms
@@ -202,7 +201,8 @@ def cmd_room_list(ctx: Context) -> int:
 
 def cmd_room_show(ctx: Context) -> int:
     room = ctx.room()
-    return ctx.emit(room_dict(room, now=ctx.ws.now()), room_text(room, now=ctx.ws.now()))
+    now = ctx.ws.room_now(room.room_id)
+    return ctx.emit(room_dict(room, now=now), room_text(room, now=now))
 
 
 def cmd_room_invite(ctx: Context) -> int:
@@ -269,9 +269,9 @@ def _timer_command(command: Command) -> Callable[[Context], int]:
         task = getattr(ctx.args, "task", None)
         if task is not None:
             ws.set_current_task(room, task)
-        room.timer_command(command, now=ws.now())
+        room.timer_command(command, now=ws.room_now(room.room_id))
         recorded = ws.record_focus(room)
-        view = room.timer_view(now=ws.now())
+        view = room.timer_view(now=ws.room_now(room.room_id))
         text = f"{room.name}: {timer_line(view)}"
         if recorded:
             text += f"\nRecorded {recorded} focus session(s) in your stats."
@@ -283,7 +283,7 @@ def _timer_command(command: Command) -> Callable[[Context], int]:
 def cmd_timer_status(ctx: Context) -> int:
     ws, room = ctx.ws, ctx.room()
     ws.record_focus(room)
-    view = room.timer_view(now=ws.now())
+    view = room.timer_view(now=ws.room_now(room.room_id))
     return ctx.emit(
         {"room_id": room.room_id, "name": room.name, **timer_dict(view)},
         f"{room.name}: {timer_line(view)}",

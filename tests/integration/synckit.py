@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class SkewedClock:
+    """This machine's clock, off by ``skew`` seconds (as a badly set computer's would be); a
+    test may move ``skew`` to make time pass at once."""
+
+    def __init__(self, skew: float = 0.0) -> None:
+        self.skew = skew
+
+    def now(self) -> float:
+        return time.time() + self.skew
 
 
 class EnginePeer:

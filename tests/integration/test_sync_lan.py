@@ -10,7 +10,7 @@ from focusmate.identity import Identity
 from focusmate.workspace import Workspace
 from sync.lan import LanNode
 from tests.integration.relaykit import poll
-from tests.integration.synckit import connect, peers
+from tests.integration.synckit import SkewedClock, connect, peers
 
 
 async def test_two_peers_join_by_code_and_sync_with_no_relay(tmp_path: Path) -> None:
@@ -101,6 +101,33 @@ async def test_presence_travels_between_lan_peers(tmp_path: Path) -> None:
             lambda: any(p.get("status") == "break" for p in bob.engine.peers_present(room.room_id)),
             "alice on a break, as bob sees it",
         )
+
+
+async def test_presence_is_renewed_while_a_peer_stays_and_forgotten_once_it_vanishes(
+    tmp_path: Path,
+) -> None:
+    clock = SkewedClock()  # both peers' clocks: moving its skew makes time pass for both
+    async with peers(tmp_path, lan=True, count=2, clock=clock) as (alice, bob):
+        room, invite = alice.workspace.create_room("Who is here")
+        bob.workspace.join_room(invite.code)
+        await poll(lambda: room.room_id in bob.engine.documents, "bob tracking the room")
+        alice.engine.set_presence(room.room_id, status="focusing", task="slides")
+        connect(alice, bob)
+        await poll(lambda: bob.engine.peers_present(room.room_id), "alice present at bob")
+
+        def heard() -> int:
+            return sum(e["event"] == "presence" for e in bob.events)
+
+        for _ in range(3):  # 3 x 20 s: twice the timeout, with alice still there
+            before = heard()
+            clock.skew += 20.0
+            await poll(lambda before=before: heard() > before, "alice's renewal")
+            assert [p["task"] for p in bob.engine.peers_present(room.room_id)] == ["slides"]
+        await alice.engine.stop()  # gone without a goodbye: her state must time out
+        clock.skew += 31.0
+        await poll(lambda: bob.engine.peers_present(room.room_id) == [], "alice forgotten")
+        told = [e for e in bob.events if e["event"] == "presence"]
+        assert told[-1] == {"event": "presence", "room_id": room.room_id, "peers": []}
 
 
 async def test_direct_messages_between_lan_peers_with_no_relay(tmp_path: Path) -> None:

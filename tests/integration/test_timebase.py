@@ -8,19 +8,9 @@ from pathlib import Path
 
 from focusmate.timer import Command
 from tests.integration.relaykit import poll, running_relay
-from tests.integration.synckit import EnginePeer, running
+from tests.integration.synckit import EnginePeer, SkewedClock, running
 
 AGREEMENT = 0.05  # seconds
-
-
-class SkewedClock:
-    """This machine's clock, off by ``skew`` seconds (as a badly set computer's would be)."""
-
-    def __init__(self, skew: float) -> None:
-        self.skew = skew
-
-    def now(self) -> float:
-        return time.time() + self.skew
 
 
 def remaining(peer: EnginePeer, room_id: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from focusmate.clock import SystemClock
+from focusmate.room import Room
+from focusmate.timer import Command
 from focusmate.workspace import Workspace
-from tests.lan.netns import IFACE, Child, Lan
+from tests.lan.netns import DEADLINE, IFACE, Child, Lan
 
 pytestmark = pytest.mark.netns
 DAEMON = "import sys; from ui.launcher import main; sys.exit(main(sys.argv[1:]))"
@@ -55,6 +58,47 @@ async def test_three_headless_peers_find_each_other_and_share_a_room_by_invite_c
             "alice's post",
         )
         assert post["body"] == "hello, LAN"
+    await _presence_and_timer_are_shared(alice, room, daemons, users)
+
+
+async def _presence_and_timer_are_shared(
+    starter: Workspace, room: Room, daemons: list[Child], users: list[str]
+) -> None:
+    """Every daemon sees the others in the room; a timer started by ``starter`` runs on every
+    peer to the same end, and everyone shows as focusing."""
+    for daemon, me in zip(daemons, users, strict=True):
+        others = sorted(u for u in users if u != me)
+        await daemon.wait_for(
+            lambda e, others=others: _present(e, room.room_id) == dict.fromkeys(others, "idle"),
+            "the others present and idle",
+        )
+    marks = [len(d.events) for d in daemons]
+    state = room.timer_command(Command.START, now=starter.now())  # `focusmate timer start`
+    assert state.phase_started_at is not None
+    ends_at = state.phase_started_at + room.settings.timer_config().focus_s
+    for daemon, me, mark in zip(daemons, users, marks, strict=True):
+        phase = await daemon.wait_for(
+            lambda e: e.get("event") == "timer_phase" and e.get("status") == "running",
+            "the timer running",
+            since=mark,
+        )
+        assert phase["phase"] == "focus"
+        assert abs(phase["ends_at"] - ends_at) < 0.05, (phase, ends_at)
+        others = sorted(u for u in users if u != me)
+        await daemon.wait_for(
+            lambda e, others=others: _present(e, room.room_id) == dict.fromkeys(others, "focusing"),
+            "everyone focusing",
+            since=mark,
+        )
+
+
+def _present(event: dict[str, object], room_id: str) -> dict[str, str] | None:
+    """A presence event's members of ``room_id`` as {user id: status}."""
+    if event.get("event") != "presence" or event.get("room_id") != room_id:
+        return None
+    peers = event.get("peers")
+    assert isinstance(peers, list)
+    return {p["user_id"]: p["status"] for p in peers}
 
 
 async def test_a_peer_that_stops_is_reported_lost_by_the_others(
@@ -124,6 +168,8 @@ async def test_the_same_peers_through_a_relay_lose_nothing_across_its_restart(
             lambda e: e.get("event") == "post_received" and e.get("body") == "through the relay",
             "the post",
         )
+    users = [Workspace(p, clock=SystemClock()).user_id for p in profiles]
+    await _presence_and_timer_are_shared(alice, room, daemons, users)
     relay.proc.kill()  # kill -9, then start it again on the same data
     await relay.proc.wait()
     marks = [len(d.events) for d in daemons]
@@ -175,3 +221,72 @@ async def test_a_partitioned_lan_heals_and_both_sides_edits_merge(
         "bob's post after the heal",
         since=marks[0],
     )
+
+
+async def test_a_long_offline_stretch_and_a_newcomer_catch_up_through_a_restarted_relay(
+    make_lan: Callable[[int], Lan],
+    spawn: Callable[..., Awaitable[Child]],
+    tmp_path: Path,
+) -> None:
+    """Carol is away while alice posts a few hundred times and carol writes offline; the relay is
+    killed and restarted meanwhile. Carol comes back, dave joins fresh: all three end up with
+    every post."""
+    net = make_lan(4)
+    relay_host, *hosts = net.hosts
+    relay_args = ("--data-dir", str(tmp_path / "relay"), "serve", "--host", "0.0.0.0")
+    relay_args += ("--port", str(RELAY_PORT))
+    url = f"ws://{relay_host.address}:{RELAY_PORT}"
+    alice_dir, carol_dir, dave_dir = (tmp_path / n for n in ("alice", "carol", "dave"))
+    alice = Workspace(alice_dir, clock=SystemClock())
+    room, invite = alice.create_room("Long week")
+    carol = Workspace(carol_dir, clock=SystemClock())
+    carol.join_room(invite.code)
+
+    async def daemon(host_index: int, profile: Path) -> Child:
+        args = ("--profile", str(profile), "daemon", "--no-lan", "--relay", url)
+        return await spawn(hosts[host_index].netns, DAEMON, *args, name=profile.name)
+
+    relay = await spawn(relay_host.netns, RELAY, *relay_args, name="relay")
+    await daemon(0, alice_dir)
+    carol_daemon = await daemon(1, carol_dir)
+    await carol_daemon.wait_for(
+        lambda e: e.get("event") == "doc_synced" and e.get("doc_id") == room.room_id, "synced"
+    )
+    carol_daemon.proc.terminate()
+    await carol_daemon.proc.wait()
+    board = alice.board(room)
+    for i in range(300):
+        board.post(f"alice {i}", now=alice.now())
+    carol.refresh()
+    carol_board = carol.board(carol.find_room(room.room_id))
+    for i in range(50):
+        carol_board.post(f"carol {i}", now=carol.now())
+    relay.proc.kill()
+    await relay.proc.wait()
+    await spawn(relay_host.netns, RELAY, *relay_args, name="relay again")
+    await daemon(1, carol_dir)
+    Workspace(dave_dir, clock=SystemClock()).join_room(invite.code)
+    await daemon(2, dave_dir)
+    everything = sorted([f"alice {i}" for i in range(300)] + [f"carol {i}" for i in range(50)])
+    for profile in (alice_dir, carol_dir, dave_dir):
+        await _until_posts(profile, room.room_id, everything)
+
+
+async def _until_posts(profile: Path, room_id: str, expected: list[str]) -> None:
+    """Poll ``profile``'s store (as a CLI would read it) until the room holds ``expected``."""
+    with Workspace(profile, clock=SystemClock()) as ws:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + DEADLINE
+        bodies: list[str] = []
+        while True:
+            ws.refresh()
+            room = next((r for r in ws.rooms() if r.room_id == room_id), None)
+            if room is not None and room.exists:
+                bodies = sorted(post.body for post in ws.board(room).posts())
+                if bodies == expected:
+                    return
+            if loop.time() > end:
+                raise AssertionError(
+                    f"{profile.name} has {len(bodies)} of {len(expected)} posts after {DEADLINE} s"
+                )
+            await asyncio.sleep(0.1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from focusmate.clock import FakeClock
-from sync.presence import TIMEOUT_SECONDS, RoomPresence
+from focusmate.timer import Command, TimerConfig, apply, initial_state, view
+from sync.presence import RENEW_SECONDS, TIMEOUT_SECONDS, RoomPresence, status_for
 from sync.ysync import AwarenessEntry, AwarenessMessage
 
 
@@ -48,3 +49,31 @@ def test_states_not_renewed_expire() -> None:
     clock.advance(2)
     assert presence.expire() == [2]
     assert presence.peers() == []
+
+
+def test_our_state_is_renewed_before_peers_would_forget_it() -> None:
+    clock = FakeClock()
+    presence = RoomPresence(client_id=1, now=clock.now)
+    assert presence.renew() is None  # nothing to renew
+    first = presence.set_local({"status": "focusing", "task": "draft"})
+    clock.advance(RENEW_SECONDS - 1)
+    assert presence.renew() is None  # not due yet
+    clock.advance(1)
+    renewal = presence.renew()
+    assert renewal is not None
+    (entry,) = renewal.entries
+    assert entry.clock > first.entries[0].clock  # peers accept it as newer
+    assert entry.state == {"status": "focusing", "task": "draft"}
+    assert presence.renew() is None  # and not again until the next interval
+    assert RENEW_SECONDS < TIMEOUT_SECONDS
+
+
+def test_a_members_status_follows_the_rooms_timer() -> None:
+    config = TimerConfig(focus_s=1500, short_break_s=300, long_break_s=900, rounds_before_long=4)
+    idle = initial_state(now=100.0)
+    assert status_for(view(idle, config, now=100.0)) == "idle"
+    focusing = apply(idle, Command.START, config, now=100.0)
+    assert status_for(view(focusing, config, now=101.0)) == "focusing"
+    assert status_for(view(focusing, config, now=100.0 + 1500 + 1)) == "break"
+    paused = apply(focusing, Command.PAUSE, config, now=102.0)
+    assert status_for(view(paused, config, now=103.0)) == "idle"
