@@ -159,7 +159,11 @@ class DaemonExtension:
             metavar="URL",
             help="a relay to sync through (repeatable; default: the relay_urls setting)",
         )
-        p.add_argument("--no-lan", action="store_true", help="no LAN discovery or LAN peers")
+        p.add_argument(
+            "--no-lan",
+            action="store_true",
+            help="no LAN discovery or LAN peers (as the setting lan_enabled=off)",
+        )
 
     def run(self, ctx: Context) -> int:
         relays = ctx.ws.settings.relay_urls
@@ -171,7 +175,8 @@ class DaemonExtension:
             ctx.out.write(json.dumps({"at": ctx.ws.now(), **event}, ensure_ascii=False) + "\n")
             ctx.out.flush()
 
-        asyncio.run(_serve(ctx.ws, relays=relays, lan=not ctx.args.no_lan, emit=emit))
+        lan = ctx.ws.settings.lan_enabled and not ctx.args.no_lan
+        asyncio.run(_serve(ctx.ws, relays=relays, lan=lan, emit=emit))
         return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sync.backoff import Backoff
 from sync.engine import SyncEngine
 from tests.integration.relaykit import REPO, RelayProcess, poll, running_relay
-from tests.integration.synckit import EnginePeer, free_port, peers
+from tests.integration.synckit import EnginePeer, free_port, peers, running
 
 DEADLINE = 10.0
 
@@ -37,6 +37,36 @@ async def test_two_engines_sync_a_room_through_a_relay(tmp_path: Path) -> None:
             await eventually(lambda: "reply" in alice.posts(room.room_id), "bob's post")
             assert any(e["event"] == "link_up" for e in alice.events)
             assert any(e["event"] == "doc_synced" for e in bob.events)
+
+
+async def test_a_profile_on_two_relays_bridges_members_who_share_neither(tmp_path: Path) -> None:
+    """Bob uses only relay A and carol only relay B; alice uses both, and her engine forwards
+    what arrives on one link to the other, so bob and carol still meet."""
+    async with (
+        running_relay(tmp_path / "relay-a") as relay_a,
+        running_relay(tmp_path / "relay-b") as relay_b,
+    ):
+        a, b = (f"ws://127.0.0.1:{r.port}" for r in (relay_a, relay_b))
+        alice = EnginePeer(tmp_path / "alice", relays=[a, b])
+        bob = EnginePeer(tmp_path / "bob", relays=[a])
+        carol = EnginePeer(tmp_path / "carol", relays=[b])
+        async with running(alice, bob, carol):
+            room, invite = alice.workspace.create_room("Two relays")
+            for peer in (bob, carol):
+                peer.workspace.join_room(invite.code)
+            for peer in (bob, carol):
+                await eventually(
+                    lambda peer=peer: peer.room_name(room.room_id) == "Two relays", "the room"
+                )
+            bob.workspace.board(bob.workspace.find_room("Two relays")).post(
+                "from relay A", now=bob.workspace.now()
+            )
+            await eventually(lambda: carol.posts(room.room_id) == ["from relay A"], "bob's post")
+            carol.workspace.board(carol.workspace.find_room("Two relays")).post(
+                "from relay B", now=carol.workspace.now()
+            )
+            await eventually(lambda: "from relay B" in bob.posts(room.room_id), "carol's post")
+            assert {e["link"] for e in alice.events if e["event"] == "link_up"} == {a, b}
 
 
 async def test_three_engines_and_a_cli_edit_from_another_process(tmp_path: Path) -> None:

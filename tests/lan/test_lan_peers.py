@@ -290,3 +290,27 @@ async def _until_posts(profile: Path, room_id: str, expected: list[str]) -> None
                     f"{profile.name} has {len(bodies)} of {len(expected)} posts after {DEADLINE} s"
                 )
             await asyncio.sleep(0.1)
+
+
+async def test_a_daemon_with_lan_switched_off_in_settings_stays_off_the_lan(
+    make_lan: Callable[[int], Lan],
+    spawn: Callable[..., Awaitable[Child]],
+    tmp_path: Path,
+) -> None:
+    net = make_lan(2)
+    profiles = {name: tmp_path / name for name in ("quiet", "other", "probe")}
+    with Workspace(profiles["quiet"], clock=SystemClock()) as ws:
+        ws.save_settings(ws.settings.replace(lan_enabled=False))
+        quiet_id = ws.user_id
+    hosts = {"quiet": net.hosts[0], "other": net.hosts[1], "probe": net.hosts[0]}
+    daemons = {}
+    for name, profile in profiles.items():  # the probe starts last, beside the quiet one
+        daemons[name] = await spawn(
+            hosts[name].netns, DAEMON, "--profile", str(profile), "daemon", name=name
+        )
+        await daemons[name].wait_for(lambda e: e.get("event") == "daemon_started", "started")
+    assert daemons["quiet"].events[0]["lan_port"] is None  # no listener, so nothing to advertise
+    await daemons["probe"].wait_for(lambda e: e.get("event") == "peer_discovered", "discovery")
+    for name in ("other", "probe"):
+        assert not daemons[name].matching(lambda e: e.get("peer") == quiet_id), name
+    assert not daemons["quiet"].matching(lambda e: e.get("event") == "peer_discovered")
