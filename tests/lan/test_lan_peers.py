@@ -28,11 +28,12 @@ async def test_three_headless_peers_find_each_other_and_share_a_room_by_invite_c
     profiles = [tmp_path / name for name in ("alice", "bob", "carol")]
     alice = Workspace(profiles[0], clock=SystemClock())
     room, invite = alice.create_room("LAN only")
-    users = [alice.user_id]
+    workspaces = [alice]
     for profile in profiles[1:]:
         peer = Workspace(profile, clock=SystemClock())
         peer.join_room(invite.code)  # nothing but the code: the room arrives over the LAN
-        users.append(peer.user_id)
+        workspaces.append(peer)
+    users = [ws.user_id for ws in workspaces]
     daemons = [
         await spawn(host.netns, DAEMON, "--profile", str(profile), "daemon", name=profile.name)
         for host, profile in zip(net.hosts, profiles, strict=True)
@@ -51,13 +52,20 @@ async def test_three_headless_peers_find_each_other_and_share_a_room_by_invite_c
             lambda e: e.get("event") == "doc_synced" and e.get("doc_id") == room.room_id,
             "the room synced over the LAN",
         )
-    alice.board(room).post("hello, LAN", now=alice.now())  # alice's daemon forwards it
-    for daemon in daemons[1:]:
-        post = await daemon.wait_for(
-            lambda e: e.get("event") == "post_received" and e.get("room_id") == room.room_id,
-            "alice's post",
-        )
-        assert post["body"] == "hello, LAN"
+    for ws in workspaces:  # as `focusmate post` would; each peer's daemon forwards its own
+        ws.refresh()
+        ws.board(ws.find_room(room.room_id)).post(f"hello from {ws.user_id}", now=ws.now())
+    for daemon, me in zip(daemons, users, strict=True):
+        for other in users:
+            if other != me:
+                await daemon.wait_for(
+                    lambda e, other=other: (
+                        e.get("event") == "post_received"
+                        and e.get("room_id") == room.room_id
+                        and e.get("body") == f"hello from {other}"
+                    ),
+                    f"{other}'s post",
+                )
     await _presence_and_timer_are_shared(alice, room, daemons, users)
 
 
