@@ -68,37 +68,13 @@ class SyncEngine:
         self.on_change = on_change  # (doc id, origin) after a document changed, from anywhere
         self.presence: dict[str, RoomPresence] = {}
         self.poll_seconds = poll_seconds
-        self.links: list[RelayLink] = [
-            RelayLink(
-                url,
-                identity=workspace.identity,
-                clock=workspace.clock,
-                events=events,
-                backoff=backoff(),
-                presence=self,
-                on_dm=self._dm_arrived,
-                on_receipt=self._receipt_arrived,
-            )
-            for url in relays
-        ]
+        self._backoff = backoff
+        self.links: list[RelayLink] = [self._make_link(url) for url in relays]
         self.documents: dict[str, CrdtDocument] = {}
         self.secrets: dict[str, bytes] = {}
         self.lan_sessions: set[LanSession] = set()
-        self.lan = (
-            LanNode(
-                identity=workspace.identity,
-                rooms=self,
-                clock=workspace.clock,
-                events=events,
-                on_session=self.lan_sessions.add,
-                on_session_end=self.lan_sessions.discard,
-                host=lan_host,
-                presence=self,
-                mail=self,
-            )
-            if lan
-            else None
-        )
+        self._lan_host = lan_host
+        self.lan = self._make_lan_node() if lan else None
         self._discover = discover  # False: dial peers by hand (tests on loopback)
         self._discovery_interfaces = discovery_interfaces
         self.discovery: Discovery | None = None
@@ -110,27 +86,101 @@ class SyncEngine:
         self._published: tuple[float, dict[str, float]] | None = None  # timebase.json
         self._redialer: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self._started = False
         self._stopped = False
 
+    def _make_link(self, url: str) -> RelayLink:
+        return RelayLink(
+            url,
+            identity=self.workspace.identity,
+            clock=self.workspace.clock,
+            events=self.events,
+            backoff=self._backoff(),
+            presence=self,
+            on_dm=self._dm_arrived,
+            on_receipt=self._receipt_arrived,
+        )
+
+    def _make_lan_node(self) -> LanNode:
+        return LanNode(
+            identity=self.workspace.identity,
+            rooms=self,
+            clock=self.workspace.clock,
+            events=self.events,
+            on_session=self.lan_sessions.add,
+            on_session_end=self.lan_sessions.discard,
+            host=self._lan_host,
+            presence=self,
+            mail=self,
+        )
+
     async def start(self) -> None:
+        self._started = True
         self._track_rooms()
         for link in self.links:
             link.start()
         if self.lan is not None:
-            await self.lan.start()
-            if self._discover:
-                self.discovery = Discovery(
-                    self.workspace.user_id,
-                    self.lan.port,
-                    on_found=self._found,
-                    on_lost=self._lost,
-                    interfaces=self._discovery_interfaces,
-                )
-                await self.discovery.start()
-                self._redialer = asyncio.get_running_loop().create_task(self._redial())
+            await self._start_lan(self.lan)
         self._watcher = asyncio.get_running_loop().create_task(self._watch_store())
         self._mailer = asyncio.get_running_loop().create_task(self._send_dms())
         self._housekeeper = asyncio.get_running_loop().create_task(self._housekeep())
+
+    async def _start_lan(self, node: LanNode) -> None:
+        await node.start()
+        if self._discover:
+            self.discovery = Discovery(
+                self.workspace.user_id,
+                node.port,
+                on_found=self._found,
+                on_lost=self._lost,
+                interfaces=self._discovery_interfaces,
+            )
+            await self.discovery.start()
+            self._redialer = asyncio.get_running_loop().create_task(self._redial())
+
+    async def _stop_lan(self) -> None:
+        if self._redialer is not None:
+            self._redialer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._redialer
+            self._redialer = None
+        if self.discovery is not None:
+            await self.discovery.stop()
+            self.discovery = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self.lan is not None:
+            await self.lan.stop()
+        for instance in list(self._adverts):
+            self._lost(instance)
+
+    # -- changing links while running -----------------------------------------------------------
+
+    def add_relay(self, url: str) -> None:
+        """Sync through one more relay (the settings changed); every room goes to it."""
+        if any(link.url == url for link in self.links):
+            return
+        link = self._make_link(url)
+        self.links.append(link)
+        for room_id, document in self.documents.items():
+            link.add_document(document, token=relay_token(self.secrets[room_id]))
+        if self._started and not self._stopped:
+            link.start()
+
+    async def remove_relay(self, url: str) -> None:
+        for link in [link for link in self.links if link.url == url]:
+            self.links.remove(link)
+            await link.stop()
+
+    async def set_lan(self, enabled: bool) -> None:
+        """Join or leave the LAN while running: listen, advertise and dial, or stop all that."""
+        if enabled and self.lan is None:
+            self.lan = self._make_lan_node()
+            if self._started and not self._stopped:
+                await self._start_lan(self.lan)
+        elif not enabled and self.lan is not None:
+            await self._stop_lan()
+            self.lan = None
 
     def _found(self, advert: PeerAdvert) -> None:
         self._adverts[advert.instance] = advert.user_id
@@ -172,17 +222,12 @@ class SyncEngine:
         if self._stopped:
             return
         self._stopped = True
-        for task in (self._watcher, self._mailer, self._redialer, self._housekeeper):
+        for task in (self._watcher, self._mailer, self._housekeeper):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self.discovery is not None:
-            await self.discovery.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        if self.lan is not None:
-            await self.lan.stop()
+        await self._stop_lan()
         for link in self.links:
             await link.stop()
         for unsubscribe in self._unsubscribe:

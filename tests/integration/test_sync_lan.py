@@ -162,3 +162,20 @@ async def test_a_room_joined_while_connected_is_shared_at_once(tmp_path: Path) -
             lambda: any(r.exists for r in bob.workspace.rooms() if r.room_id == room.room_id),
             "the room reaching bob without reconnecting",
         )
+
+
+async def test_the_lan_is_switched_off_and_on_while_running(tmp_path: Path) -> None:
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
+        room, invite = alice.workspace.create_room("Toggle")
+        bob.workspace.join_room(invite.code)
+        await poll(lambda: room.room_id in bob.engine.documents, "bob tracking the room")
+        connect(alice, bob)
+        await poll(lambda: bool(alice.engine.lan_sessions), "a LAN session")
+        await alice.engine.set_lan(False)
+        assert alice.engine.lan is None
+        await poll(lambda: not bob.engine.lan_sessions, "bob noticing alice left the LAN")
+        await alice.engine.set_lan(True)
+        connect(alice, bob)  # on a new port
+        await poll(lambda: bool(bob.engine.lan_sessions), "a LAN session again")
+        alice.workspace.board(room).post("back on the LAN", now=alice.workspace.now())
+        await poll(lambda: "back on the LAN" in bob.posts(room.room_id), "alice's post")

@@ -238,3 +238,28 @@ async def test_nothing_is_lost_when_the_relay_process_is_killed_and_restarted(
     ):
         carol.workspace.join_room(invite.code)
         await eventually(lambda: len(carol.posts(room.room_id)) == 21, "all 21 posts")
+
+
+async def test_relays_added_and_removed_while_running(tmp_path: Path) -> None:
+    """The settings' relay list changes while the app runs: the new relay gets every room at
+    once, and a removed one is let go."""
+    async with running_relay(tmp_path / "relay") as relay:
+        url = f"ws://127.0.0.1:{relay.port}"
+        alice = EnginePeer(tmp_path / "alice")  # no relay yet
+        bob = EnginePeer(tmp_path / "bob", relays=[url])
+        async with running(alice, bob):
+            room, invite = alice.workspace.create_room("Added later")
+            bob.workspace.join_room(invite.code)
+            await poll(lambda: room.room_id in alice.engine.documents, "alice tracking the room")
+            alice.engine.add_relay(url)
+            alice.engine.add_relay(url)  # twice is once
+            assert [link.url for link in alice.engine.links] == [url]
+            await eventually(lambda: bob.room_name(room.room_id) == "Added later", "the room")
+            await alice.engine.remove_relay(url)
+            assert alice.engine.links == []
+            alice.workspace.board(room).post("not sent", now=alice.workspace.now())
+            bob_room = bob.workspace.find_room(room.room_id)
+            bob.workspace.board(bob_room).post("still here", now=bob.workspace.now())
+            alice.engine.add_relay(url)  # and back: both edits cross
+            await eventually(lambda: "not sent" in bob.posts(room.room_id), "alice's post")
+            await eventually(lambda: "still here" in alice.posts(room.room_id), "bob's post")
