@@ -99,6 +99,26 @@ class Session(QObject):
             self._started = False
             await self.engine.stop()
 
+    # -- links ----------------------------------------------------------------------------------
+
+    async def set_relays(self, urls: Sequence[str]) -> None:
+        """Sync through exactly ``urls`` from now on (the settings changed)."""
+        for url in [u for u in self.link_state if u not in urls]:
+            await self.engine.remove_relay(url)
+            del self.link_state[url]
+        for url in urls:
+            if url not in self.link_state:
+                self.engine.add_relay(url)
+                self.link_state[url] = False
+        self.linksChanged.emit()
+
+    async def set_lan(self, enabled: bool) -> None:
+        """Join or leave the LAN now (the settings changed)."""
+        await self.engine.set_lan(enabled)
+        if not enabled:
+            self.peers.clear()
+            self.peersChanged.emit()
+
     # -- time -----------------------------------------------------------------------------------
 
     def now_for(self, room_id: str) -> float:

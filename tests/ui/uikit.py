@@ -1,0 +1,77 @@
+"""Helpers for Qt tests: a qasync loop per test, polling with a deadline, and sessions.
+
+UI scenarios are coroutines run with :func:`run` on the test's qasync loop, the same kind of
+loop the app runs on, so engine tasks, websockets and Qt events all make progress while a test
+awaits :func:`until`. Nothing waits by sleeping for a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import qasync
+from PySide6.QtWidgets import QApplication
+
+from focusmate.clock import Clock, FakeClock
+from focusmate.workspace import Workspace
+from ui.session import Session
+
+DEADLINE = 10.0
+T = TypeVar("T")
+
+
+@pytest.fixture
+def qloop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
+    """A qasync event loop over the test's QApplication, closed after the test."""
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def run(loop: asyncio.AbstractEventLoop, scenario: Coroutine[Any, Any, T]) -> T:
+    """Run a scenario on the Qt loop; fail (rather than hang) after a generous deadline."""
+    return loop.run_until_complete(asyncio.wait_for(scenario, timeout=120))
+
+
+async def until(predicate: Callable[[], object], what: str, *, timeout: float = DEADLINE) -> None:
+    """Poll ``predicate`` (Qt and asyncio both run meanwhile) until it holds or time is up."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def workspace(path: Path, *, clock: Clock | None = None, name: str | None = None) -> Workspace:
+    """A fresh profile at ``path`` (on a FakeClock unless told otherwise), optionally named."""
+    ws = Workspace(path, clock=clock or FakeClock())
+    if name is not None:
+        ws.profile_document().update(ws.identity, now=ws.now(), display_name=name)
+    return ws
+
+
+def session(ws: Workspace, *, relays: tuple[str, ...] = (), lan: bool = False) -> Session:
+    """A session on ``ws`` syncing only through ``relays`` (none: offline), fast-polling."""
+    from sync.backoff import Backoff
+
+    return Session(
+        ws,
+        relays=relays,
+        lan=lan,
+        engine_options={
+            "poll_seconds": 0.05,
+            "backoff": lambda: Backoff(base=0.05, cap=0.5),
+            "lan_host": "127.0.0.1",
+            "discover": False,
+        },
+    )
