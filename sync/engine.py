@@ -37,6 +37,7 @@ from sync.backoff import Backoff
 from sync.control import Receipt
 from sync.discovery import Discovery, PeerAdvert
 from sync.docsync import SyncableDocument
+from sync.engine_lock import EngineLock
 from sync.lan import LanNode, LanSession
 from sync.presence import RoomPresence, new_client_id
 from sync.relay_link import Event, RelayError, RelayLink
@@ -86,6 +87,7 @@ class SyncEngine:
         self._published: tuple[float, dict[str, float]] | None = None  # timebase.json
         self._redialer: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        self._lock = EngineLock(workspace.profile_dir)
         self._started = False
         self._stopped = False
 
@@ -115,6 +117,9 @@ class SyncEngine:
         )
 
     async def start(self) -> None:
+        """Take the profile's engine lock (AlreadyRunningError if another process syncs it),
+        then bring every link up."""
+        self._lock.acquire()
         self._started = True
         self._track_rooms()
         for link in self.links:
@@ -234,6 +239,7 @@ class SyncEngine:
             unsubscribe()
         if self._published is not None:
             remove_offsets(self.workspace.profile_dir)
+        self._lock.release()
 
     def _track_rooms(self) -> None:
         before = len(self.documents)
