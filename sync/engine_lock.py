@@ -10,6 +10,7 @@ profile locked. CLI commands do not take it: they only edit the store, which is 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -54,7 +55,7 @@ class EngineLock:
             self._file = None
 
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
     def _lock(handle: IO[str]) -> None:

@@ -1,21 +1,73 @@
 """``focusmate``: the command people type, and the composition root that wires the layers.
 
-The core CLI (``focusmate.cli``) gets the commands that need the sync engine as extensions, so
-``focusmate/`` never imports ``sync`` or ``ui``. Qt is imported only to open the app, so the
-command line works where PySide6 is not installed.
+The core CLI (``focusmate.cli``) gets the commands that need the sync engine or Qt as
+extensions, so ``focusmate/`` never imports ``sync`` or ``ui``. ``focusmate`` alone opens the
+app; Qt is imported only then, so the command line works where PySide6 is not installed (and
+``focusmate`` alone then prints an overview instead).
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import os
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 from focusmate import cli
+from focusmate.cli.commands import Context
+from focusmate.settings import parse_setting
 from sync.daemon import DaemonExtension
 
 
+def display_problem(environ: dict[str, str] | None = None, platform: str = sys.platform) -> str:
+    """Why no window can open here (empty when one can): Qt would abort without a display."""
+    env = os.environ if environ is None else environ
+    if not platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return ""
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return ""
+    return (
+        "There is no display to open the FocusMate window on. Run `focusmate daemon` to sync "
+        "without a window, or set QT_QPA_PLATFORM=offscreen."
+    )
+
+
+class AppExtension:
+    """The ``app`` subcommand (also what ``focusmate`` alone runs), for the CLI."""
+
+    def __init__(self) -> None:
+        self.commands = {"app": self.run}
+
+    def add_commands(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        p = sub.add_parser("app", help="open the FocusMate window (what `focusmate` alone does)")
+        p.add_argument("--relay", action="append", metavar="URL", help="sync through this relay")
+        p.add_argument("--no-lan", action="store_true", help="no LAN discovery or LAN peers")
+
+    def run(self, ctx: Context) -> int:
+        problem = display_problem()
+        if problem:
+            print(f"focusmate: {problem}", file=sys.stderr)
+            return 1
+        relays = None
+        if getattr(ctx.args, "relay", None):
+            _, parsed = parse_setting("relay_urls", ",".join(ctx.args.relay))
+            relays = cast(tuple[str, ...], parsed)
+        lan = False if getattr(ctx.args, "no_lan", False) else None
+        from ui.app import run_app  # noqa: PLC0415 - Qt loads only when the window opens
+
+        return run_app(ctx.ws, relays=relays, lan=lan)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli.main(argv, extensions=[DaemonExtension()])
+    has_qt = importlib.util.find_spec("PySide6") is not None and (
+        importlib.util.find_spec("qasync") is not None
+    )
+    extensions: list[cli.Extension] = [DaemonExtension()]
+    if has_qt:
+        extensions.append(AppExtension())
+    return cli.main(argv, extensions=extensions, default_command="app" if has_qt else None)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,10 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     extensions: Sequence[Extension] = (),
+    default_command: str | None = None,
 ) -> int:
+    """Run one command; with no subcommand, ``default_command`` (the app, when the launcher
+    has it) or else an overview of the profile."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser, sub = build_parser()
@@ -67,6 +70,8 @@ def main(
             install_identity(profile_dir, read_export(Path(args.file)))
         with _open(profile_dir, clock or SystemClock()) as ws:
             ctx = Context(ws=ws, args=args, out=out)
+            if args.command is None and default_command in commands:
+                return commands[str(default_command)](ctx)
             if args.command is None:
                 return _overview(ctx, parser)
             key = f"{args.command} {getattr(args, 'action', '') or ''}".strip()

@@ -1,0 +1,175 @@
+"""What the app tells the user, and through which channel: sound, tray, or an in-app banner.
+
+The rules are the core's (:func:`focusmate.notifications.decide`); this turns session events
+into :class:`~focusmate.notifications.Notice` objects, applies the rules with the window's state,
+keeps back what do-not-disturb holds during focus, and lets it out when the break begins.
+Adapters (the banner widget, the tray icon, the sound player) listen to the signals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from PySide6.QtCore import QObject, Signal
+
+from focusmate import achievements
+from focusmate.errors import FocusMateError
+from focusmate.notifications import Channel, EventKind, HeldNotices, Notice, decide
+from focusmate.timer import Phase, Status
+from ui.session import Session
+
+_PHASE_NOTICES = {
+    Phase.FOCUS: ("Time to focus", "{room}: focus for {minutes} minutes."),
+    Phase.SHORT_BREAK: ("Short break", "{room}: stand up, stretch, look away."),
+    Phase.LONG_BREAK: ("Long break", "{room}: well done, take a proper rest."),
+}
+
+
+class NoticeCenter(QObject):
+    """Turns events into notices and sends each to the channels the settings allow."""
+
+    banner = Signal(str, str)  # title, body: show inside the window
+    systemNotice = Signal(str, str)  # title, body: show through the tray
+    sound = Signal(str)  # "focus" or "break": play the chime for that phase
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        system_available: bool,
+        tz: ZoneInfo,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.system_available = system_available
+        self.window_active = True
+        self.tz = tz
+        self.held = HeldNotices()
+        self._phases: dict[str, Phase] = {}  # each room's last phase, to tell a change
+        self._unlocked = self._achievements()
+        session.timerPhase.connect(self._on_phase)
+        session.postReceived.connect(self._on_post)
+        session.commentReceived.connect(self._on_comment)
+        session.dmReceived.connect(self._on_dm)
+        for room in session.workspace.rooms():
+            if room.exists and not room.deleted:
+                self._phases[room.room_id] = room.timer_state.phase
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def focusing(self) -> bool:
+        """Is a focus phase running in any of our rooms right now?"""
+        for room in self.session.workspace.rooms():
+            if room.exists and not room.deleted:
+                view = room.timer_view(now=self.session.now_for(room.room_id))
+                if view.phase is Phase.FOCUS and view.status is Status.RUNNING:
+                    return True
+        return False
+
+    def _achievements(self) -> set[str]:
+        sessions = self.session.workspace.stats().sessions()
+        return {u.achievement.id for u in achievements.unlocked(sessions, tz=self.tz)}
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _on_phase(self, event: dict[str, Any]) -> None:
+        room_id = str(event["room_id"])
+        phase = Phase(event["phase"])
+        before = self._phases.get(room_id)
+        self._phases[room_id] = phase
+        changed = before is not None and before != phase
+        if changed and event.get("status") == Status.RUNNING.value:  # not a start or a pause
+            self._phase_changed(room_id, phase)
+        if len(self.held) and not self.focusing():
+            self.release_held()  # the break began, or the timer stopped
+
+    def _phase_changed(self, room_id: str, phase: Phase) -> None:
+        room = self.session.workspace.find_room(room_id)
+        title, body = _PHASE_NOTICES[phase]
+        minutes = round(room.settings.timer_config().focus_s / 60)
+        text = body.format(room=room.name, minutes=minutes)
+        chime = "focus" if phase is Phase.FOCUS else "break"
+        self.notify(EventKind.PHASE_CHANGED, title, text, room_id=room_id, sound=chime)
+        unlocked = self._achievements()
+        for achievement in achievements.CATALOGUE:
+            if achievement.id in unlocked - self._unlocked:
+                self.notify(EventKind.ACHIEVEMENT_UNLOCKED, f"Unlocked: {achievement.title}",
+                            achievement.description)  # fmt: skip
+        self._unlocked = unlocked
+
+    def _on_post(self, event: dict[str, Any]) -> None:
+        room = self._room_name(str(event["room_id"]))
+        self.notify(EventKind.POST_RECEIVED, f"{event['author']} posted in {room}",
+                    str(event["body"]), room_id=str(event["room_id"]))  # fmt: skip
+
+    def _on_comment(self, event: dict[str, Any]) -> None:
+        room = self._room_name(str(event["room_id"]))
+        self.notify(EventKind.COMMENT_RECEIVED, f"{event['author']} commented in {room}",
+                    str(event["body"]), room_id=str(event["room_id"]))  # fmt: skip
+
+    def _on_dm(self, event: dict[str, Any]) -> None:
+        sender = str(event["from"])
+        name = next(
+            (
+                m.name
+                for r in self.session.workspace.rooms()
+                for uid, m in r.members().items()
+                if uid == sender
+            ),
+            sender[:11],
+        )
+        self.notify(EventKind.DM_RECEIVED, f"Message from {name}", str(event["text"]))
+
+    def _room_name(self, room_id: str) -> str:
+        try:
+            return self.session.workspace.find_room(room_id).name
+        except FocusMateError:
+            return room_id[:8]
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def notify(
+        self,
+        kind: EventKind,
+        title: str,
+        body: str,
+        *,
+        room_id: str | None = None,
+        sound: str = "",
+    ) -> None:
+        notice = Notice(kind=kind, title=title, body=body, at=self.session.workspace.now(),
+                        room_id=room_id)  # fmt: skip
+        decision = decide(
+            notice,
+            self.session.workspace.settings,
+            focusing=self.focusing(),
+            window_active=self.window_active,
+            system_available=self.system_available,
+        )
+        if decision.held:
+            self.held.hold(notice)
+            return
+        self._deliver(notice, decision.channels, sound=sound)
+
+    def release_held(self) -> None:
+        """The break began: what waited comes out now (collapsed when there is a lot)."""
+        names = {r.room_id: r.name for r in self.session.workspace.rooms() if r.exists}
+        for notice in self.held.release(room_names=names):
+            decision = decide(
+                notice,
+                self.session.workspace.settings,
+                focusing=False,
+                window_active=self.window_active,
+                system_available=self.system_available,
+            )
+            self._deliver(notice, decision.channels, sound="")
+
+    def _deliver(self, notice: Notice, channels: frozenset[Channel], *, sound: str) -> None:
+        if Channel.SOUND in channels and sound:
+            self.sound.emit(sound)
+        if Channel.SYSTEM in channels:
+            self.systemNotice.emit(notice.title, notice.body)
+        if Channel.IN_APP in channels:
+            self.banner.emit(notice.title, notice.body)

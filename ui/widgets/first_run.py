@@ -1,0 +1,64 @@
+"""First run: the one question we ask before the main window — what should people call you?
+The identity (keys, user id) was already made silently; a name is all a person must choose."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from ui.viewmodels.app import AppViewModel
+
+
+class FirstRunPage(QWidget):
+    finished = Signal()
+
+    def __init__(self, vm: AppViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.vm = vm
+        heading = QLabel("Welcome to FocusMate")
+        font = heading.font()
+        font.setPointSizeF(font.pointSizeF() * 1.8)
+        font.setBold(True)
+        heading.setFont(font)
+        intro = QLabel(
+            "Focus together: share a timer with your team, on your network or through a relay. "
+            "No account, no server — your data stays on this computer."
+        )
+        intro.setWordWrap(True)
+        prompt = QLabel("What should people call you?")
+        self.name = QLineEdit(vm.display_name)
+        self.name.setAccessibleName("Your display name")
+        self.name.setMaxLength(40)
+        self.name.selectAll()
+        prompt.setBuddy(self.name)
+        self.error = QLabel()
+        self.error.setObjectName("error")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self.start = QPushButton("Get started")
+        self.start.setDefault(True)
+        self.start.setAccessibleName("Get started")
+        self.start.clicked.connect(self._finish)
+        self.name.returnPressed.connect(self._finish)
+        vm.error.connect(self._show_error)
+        column = QVBoxLayout()
+        column.setSpacing(12)
+        for widget in (heading, intro, prompt, self.name, self.error, self.start):
+            column.addWidget(widget)
+        holder = QWidget()
+        holder.setLayout(column)
+        holder.setMaximumWidth(520)
+        outer = QVBoxLayout(self)
+        outer.addStretch(1)
+        outer.addWidget(holder, 0, Qt.AlignmentFlag.AlignHCenter)
+        outer.addStretch(2)
+
+    def _finish(self) -> None:
+        self.error.hide()
+        if self.vm.finish_first_run(self.name.text()):
+            self.finished.emit()
+
+    def _show_error(self, text: str) -> None:
+        if self.isVisible():
+            self.error.setText(text)
+            self.error.show()

@@ -1,0 +1,331 @@
+"""The main window: first run, then the sidebar beside the room, messages or stats page.
+
+Menus carry every common action with its shortcut (Space starts, pauses or resumes the open
+room's timer), so the keyboard reaches all of it and the shortcuts are discoverable. The window
+title shows the remaining time. Notices arrive as a banner at the top of the window, through
+the tray when there is one, and as a chime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from focusmate import __version__
+from ui.sound import ChimePlayer
+from ui.theme import apply_theme
+from ui.viewmodels.app import AppViewModel
+from ui.viewmodels.board import BoardViewModel
+from ui.viewmodels.messages import MessagesViewModel
+from ui.viewmodels.notices import NoticeCenter
+from ui.viewmodels.room import RoomViewModel
+from ui.viewmodels.settings import SettingsViewModel
+from ui.viewmodels.stats import StatsViewModel
+from ui.widgets.banner import Banner
+from ui.widgets.board_view import BoardView
+from ui.widgets.first_run import FirstRunPage
+from ui.widgets.messages_page import MessagesPage
+from ui.widgets.room_dialogs import CreateRoomDialog, JoinRoomDialog
+from ui.widgets.room_page import RoomPage
+from ui.widgets.settings_dialog import SettingsDialog
+from ui.widgets.sidebar import MESSAGES, STATS, Sidebar
+from ui.widgets.stats_page import StatsPage
+from ui.widgets.tray import Tray
+
+
+@dataclass
+class Models:
+    """Everything the window shows, built by the composition root (ui/app.py)."""
+
+    app: AppViewModel
+    messages: MessagesViewModel
+    stats: StatsViewModel
+    settings: SettingsViewModel
+    notices: NoticeCenter
+    room: Callable[[str], tuple[RoomViewModel, BoardViewModel]]  # view-models for one room
+    chimes: ChimePlayer | None = None
+    tray_icon: QIcon | None = None  # None: no system tray here (the banner stands in)
+
+
+class MainWindow(QMainWindow):
+    quitRequested = Signal()
+
+    def __init__(self, models: Models, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.models = models
+        self.vm = models.app
+        self.setWindowTitle("FocusMate")
+        self.resize(1120, 720)
+        self.setMinimumSize(820, 560)
+        self.room_pages: dict[str, RoomPage] = {}
+        self._pending: set[asyncio.Future[None]] = set()  # timer commands under way
+        self.room_models: dict[str, RoomViewModel] = {}
+        self._build_pages()
+        self._build_actions()
+        self.tray = self._build_tray()
+        self._connect()
+        self.root.setCurrentWidget(self.main if self.vm.onboarded else self.first_run)
+        self._update_actions()
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _build_pages(self) -> None:
+        self.first_run = FirstRunPage(self.vm)
+        self.sidebar = Sidebar(self.vm)
+        self.sidebar.setMinimumWidth(220)
+        self.content = QStackedWidget()
+        self.empty = _empty_page()
+        self.messages_page = MessagesPage(self.models.messages)
+        self.stats_page = StatsPage(self.models.stats)
+        for page in (self.empty, self.messages_page, self.stats_page):
+            self.content.addWidget(page)
+        splitter = QSplitter()
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(self.content)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 860])
+        splitter.setChildrenCollapsible(False)
+        self.banner = Banner()
+        self.main = QWidget()
+        column = QVBoxLayout(self.main)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.banner)
+        column.addWidget(splitter, 1)
+        self.root = QStackedWidget()
+        self.root.addWidget(self.first_run)
+        self.root.addWidget(self.main)
+        self.setCentralWidget(self.root)
+
+    def _action(
+        self, text: str, shortcut: QKeySequence | str | None, slot: Callable[[], object]
+    ) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work while the menu bar is hidden too
+        return action
+
+    def _build_actions(self) -> None:
+        seq = QKeySequence.StandardKey
+        self.create_action = self._action("&Create room…", "Ctrl+N", self.create_room)
+        self.join_action = self._action("&Join room…", "Ctrl+J", self.join_room)
+        self.settings_action = self._action(
+            "&Settings…", QKeySequence(seq.Preferences), self.open_settings
+        )
+        if self.settings_action.shortcut().isEmpty():
+            self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        self.quit_action = self._action("&Quit", QKeySequence(seq.Quit), self.quitRequested.emit)
+        if self.quit_action.shortcut().isEmpty():
+            self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        self.toggle_action = self._action("&Start / Pause", "Space", self._timer("toggle"))
+        self.skip_action = self._action("S&kip phase", "Ctrl+Right", self._timer("skip"))
+        self.reset_action = self._action("&Reset timer", "Ctrl+R", self._timer("reset"))
+        self.messages_action = self._action("&Messages", "Ctrl+2", lambda: self.show_page(MESSAGES))
+        self.stats_action = self._action("S&tats", "Ctrl+3", lambda: self.show_page(STATS))
+        self.rooms_action = self._action("&Rooms", "Ctrl+1", self.sidebar.rooms.setFocus)
+        about = self._action("&About FocusMate", None, self.about)
+        menus = self.menuBar()
+        file = menus.addMenu("&File")
+        for action in (self.create_action, self.join_action, self.settings_action):
+            file.addAction(action)
+        file.addSeparator()
+        file.addAction(self.quit_action)
+        timer = menus.addMenu("&Timer")
+        for action in (self.toggle_action, self.skip_action, self.reset_action):
+            timer.addAction(action)
+        view = menus.addMenu("&View")
+        for action in (self.rooms_action, self.messages_action, self.stats_action):
+            view.addAction(action)
+        menus.addMenu("&Help").addAction(about)
+
+    def _build_tray(self) -> Tray | None:
+        if self.models.tray_icon is None:
+            return None
+        tray = Tray(
+            self.models.tray_icon,
+            self,
+            [self.toggle_action, self.skip_action],
+            self.quit_action,
+        )
+        tray.show()
+        return tray
+
+    def _connect(self) -> None:
+        self.first_run.finished.connect(lambda: self.root.setCurrentWidget(self.main))
+        self.sidebar.roomPicked.connect(self.show_room)
+        self.sidebar.pagePicked.connect(self.show_page)
+        self.sidebar.createRoom.connect(self.create_room)
+        self.sidebar.joinRoom.connect(self.join_room)
+        self.vm.roomOpened.connect(self._room_opened)
+        self.vm.titleChanged.connect(self._title_changed)
+        self.models.messages.unreadChanged.connect(self.sidebar.set_unread)
+        self.sidebar.set_unread(self.models.messages.unread_total)
+        self.content.currentChanged.connect(lambda _i: self._page_changed())
+        notices = self.models.notices
+        notices.banner.connect(self.banner.show_notice)
+        if self.tray is not None:
+            notices.systemNotice.connect(self.tray.notify)
+        if self.models.chimes is not None:
+            chimes = self.models.chimes
+            volume = self.models.settings
+            notices.sound.connect(lambda name: chimes.play(name, volume.settings.sound_volume))
+        self.models.settings.themeChanged.connect(self._apply_theme)
+        self.vm.session.roomsChanged.connect(self._drop_stale_rooms)
+
+    # -- navigation -----------------------------------------------------------------------------
+
+    def show_room(self, room_id: str) -> None:
+        page = self.room_pages.get(room_id)
+        if page is None:
+            room_vm, board_vm = self.models.room(room_id)
+            room_vm.setParent(self)
+            board_vm.setParent(self)
+            page = RoomPage(room_vm, BoardView(board_vm))
+            room_vm.left.connect(lambda: self._room_left(room_id))
+            self.room_pages[room_id] = page
+            self.room_models[room_id] = room_vm
+            self.content.addWidget(page)
+        self.vm.select_room(room_id)
+        self.content.setCurrentWidget(page)
+        self.sidebar.select_room(room_id)
+
+    def show_page(self, name: str) -> None:
+        self.vm.select_room(None)
+        self.sidebar.select_page(name)
+        self.content.setCurrentWidget(self.messages_page if name == MESSAGES else self.stats_page)
+
+    def current_room(self) -> RoomViewModel | None:
+        for room_id, page in self.room_pages.items():
+            if self.content.currentWidget() is page:
+                return self.room_models[room_id]
+        return None
+
+    def _room_opened(self, room_id: str) -> None:
+        self.show_room(room_id)
+
+    def _room_left(self, room_id: str) -> None:
+        page = self.room_pages.pop(room_id, None)
+        vm = self.room_models.pop(room_id, None)
+        if page is not None:
+            self.content.removeWidget(page)
+            page.deleteLater()
+        if vm is not None:
+            vm.deleteLater()
+        self.vm.select_room(None)
+        self.vm.session.note_rooms_changed()
+        self.content.setCurrentWidget(self.empty)
+
+    def _drop_stale_rooms(self) -> None:
+        """A room left or deleted elsewhere (another window, a CLI) loses its page."""
+        live = {r.room_id for r in self.vm.rooms.rows()}
+        for room_id in [r for r in self.room_pages if r not in live]:
+            self._room_left(room_id)
+
+    def _page_changed(self) -> None:
+        self.models.messages.set_visible(
+            self.content.currentWidget() is self.messages_page and self.isVisible()
+        )
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        in_room = self.current_room() is not None
+        for action in (self.toggle_action, self.skip_action, self.reset_action):
+            action.setEnabled(in_room)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _timer(self, name: str) -> Callable[[], None]:
+        def run() -> None:
+            vm = self.current_room()
+            if vm is not None:
+                method: Callable[[], Coroutine[Any, Any, None]] = getattr(vm, name)
+                future = asyncio.ensure_future(method())
+                self._pending.add(future)
+                future.add_done_callback(self._pending.discard)
+
+        return run
+
+    def create_room(self) -> None:
+        CreateRoomDialog(self.vm, self).exec()
+
+    def join_room(self) -> None:
+        JoinRoomDialog(self.vm, self).exec()
+
+    def open_settings(self) -> None:
+        SettingsDialog(self.models.settings, self).exec()
+
+    def about(self) -> None:
+        ws = self.vm.session.workspace
+        QMessageBox.about(
+            self,
+            "About FocusMate",
+            f"<b>FocusMate {__version__}</b><br>Focus together, peer to peer.<br><br>"
+            f"You are {ws.display_name} ({ws.user_id}).<br>Your data: {ws.profile_dir}",
+        )
+
+    def _apply_theme(self, theme: object) -> None:
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, theme)  # type: ignore[arg-type]
+
+    def _title_changed(self, title: str) -> None:
+        self.setWindowTitle(title)
+        if self.tray is not None:
+            self.tray.set_status(title)
+
+    # -- window events --------------------------------------------------------------------------
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.ActivationChange:
+            self.models.notices.window_active = self.isActiveWindow()
+        super().changeEvent(event)
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self._page_changed()
+
+    def hideEvent(self, event: Any) -> None:
+        super().hideEvent(event)
+        self.models.messages.set_visible(False)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """With a tray the window hides and FocusMate keeps the timer; without one, closing
+        the window quits."""
+        if self.tray is not None and self.tray.isVisible():
+            event.ignore()
+            self.hide()
+            self.tray.notify("FocusMate is still running", "The timer keeps going in the tray.")
+            return
+        event.accept()
+        self.quitRequested.emit()
+
+
+def _empty_page() -> QWidget:
+    page = QWidget()
+    text = QLabel(
+        "<h2>Focus together</h2>"
+        "<p>Create a room and invite your team, or join one with its code.<br>"
+        "People on your network appear in the sidebar.</p>"
+        "<p>Ctrl+N creates a room, Ctrl+J joins one.</p>"
+    )
+    text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    text.setWordWrap(True)
+    layout = QVBoxLayout(page)
+    layout.addWidget(text)
+    return page
