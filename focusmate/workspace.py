@@ -39,6 +39,7 @@ from focusmate.timer import TimerState
 DB_NAME = "focusmate.db"
 KEY_NAME = "identity.key"
 PROFILE_ENV = "FOCUSMATE_PROFILE"
+ONBOARDED_KEY = "app:onboarded"
 
 
 def default_profile_dir() -> Path:
@@ -134,6 +135,14 @@ class Workspace:
 
     def my_profile(self) -> VerifiedProfile | None:
         return self.profile_document().read()
+
+    @property
+    def onboarded(self) -> bool:
+        """Has the user been through the app's first run (picked a name)?"""
+        return bool(self.store.get_setting(ONBOARDED_KEY))
+
+    def mark_onboarded(self) -> None:
+        self.store.put_setting(ONBOARDED_KEY, True)
 
     @property
     def display_name(self) -> str:

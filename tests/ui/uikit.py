@@ -27,6 +27,7 @@ T = TypeVar("T")
 @pytest.fixture
 def qloop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
     """A qasync event loop over the test's QApplication, closed after the test."""
+    qapp.setQuitOnLastWindowClosed(False)  # closing a test's window must not stop the loop
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     try:

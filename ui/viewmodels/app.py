@@ -24,7 +24,6 @@ from focusmate.room import Room
 from focusmate.timer import Phase, Status, TimerView
 from ui.session import Session
 
-ONBOARDED_KEY = "ui:onboarded"
 PHASE_NAMES = {
     Phase.FOCUS: "Focus",
     Phase.SHORT_BREAK: "Short break",
@@ -162,7 +161,7 @@ class AppViewModel(QObject):
 
     @property
     def onboarded(self) -> bool:
-        return bool(self.session.workspace.store.get_setting(ONBOARDED_KEY))
+        return self.session.workspace.onboarded
 
     @property
     def display_name(self) -> str:
@@ -176,7 +175,7 @@ class AppViewModel(QObject):
         except FocusMateError as err:
             self.error.emit(str(err))
             return False
-        ws.store.put_setting(ONBOARDED_KEY, True)
+        ws.mark_onboarded()
         self.onboardedChanged.emit(True)
         return True
 
