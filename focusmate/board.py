@@ -20,7 +20,7 @@ from typing import Any, TypeGuard
 from pycrdt import Map
 
 from focusmate.errors import NotFoundError, PermissionDeniedError, ValidationError
-from focusmate.identity import Identity, sign_record, verify_record
+from focusmate.identity import Identity, VerdictCache, sign_record, verify_record
 from focusmate.room import Room
 
 POST_MAX = 4000
@@ -79,10 +79,18 @@ _SIGNED = {
 class Board:
     """Posts, comments and likes of one room, as the local user sees and edits them."""
 
-    def __init__(self, room: Room, identity: Identity, *, new_id: IdFactory = new_item_id) -> None:
+    def __init__(
+        self,
+        room: Room,
+        identity: Identity,
+        *,
+        new_id: IdFactory = new_item_id,
+        verdicts: VerdictCache | None = None,
+    ) -> None:
         self.room = room
         self.identity = identity
         self._new_id = new_id
+        self._verdicts = verdicts  # shared between reads (the workspace keeps one)
 
     def _map(self, name: str) -> Map[Any]:
         return self.room.document.map(name)
@@ -191,6 +199,7 @@ class Board:
             kind=kind,
             fields={"room_id": self.room.room_id, **_fields(kind, raw)},
             signature_b64=str(raw.get("sig", "")),
+            cache=self._verdicts,
         )
 
     def posts(self) -> list[Post]:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -41,6 +43,11 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 def user_id_for(sign_public: bytes) -> str:
     """The user id for a signing public key, e.g. ``"ABCDE-FGHJK-MNPQR-STVWX-YZ01C"``."""
+    return _user_id_for(bytes(sign_public))
+
+
+@functools.lru_cache(maxsize=4096)  # a board names the same few authors thousands of times
+def _user_id_for(sign_public: bytes) -> str:
     if len(sign_public) != KEY_BYTES:
         raise ValidationError(
             f"A signing public key has {KEY_BYTES} bytes, not {len(sign_public)}."
@@ -51,6 +58,13 @@ def user_id_for(sign_public: bytes) -> str:
 
 def parse_user_id(text: str) -> str:
     """Normalise a typed or pasted user id to its canonical form; a typo is a ValidationError."""
+    if not isinstance(text, str):
+        raise ValidationError(f"A user id is text, not {type(text).__name__}.")
+    return _parse_user_id(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_user_id(text: str) -> str:
     return codes.make_code(
         codes.parse_code(text, nbytes=USER_ID_BYTES, what="user id"), group_size=5
     )
@@ -204,6 +218,30 @@ def sign_record(identity: Identity, *, kind: str, fields: Mapping[str, object]) 
     return b64url_encode(identity.sign(_record_payload(kind=kind, fields=fields)))
 
 
+class VerdictCache:
+    """Remembered signature verdicts, keyed by everything a verdict depends on (the key, the
+    exact signed bytes, the signature): a board re-read after one new post checks one signature,
+    not thousands. Bounded; the oldest verdicts go first."""
+
+    def __init__(self, maxsize: int = 100_000) -> None:
+        self.maxsize = maxsize
+        self._verdicts: OrderedDict[tuple[str, str, bytes, str], bool] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    def get(self, key: tuple[str, str, bytes, str]) -> bool | None:
+        verdict = self._verdicts.get(key)
+        if verdict is not None:
+            self._verdicts.move_to_end(key)
+        return verdict
+
+    def put(self, key: tuple[str, str, bytes, str], verdict: bool) -> None:
+        self._verdicts[key] = verdict
+        if len(self._verdicts) > self.maxsize:
+            self._verdicts.popitem(last=False)
+
+
 def verify_record(
     *,
     user_id: str,
@@ -211,16 +249,24 @@ def verify_record(
     kind: str,
     fields: Mapping[str, object],
     signature_b64: str,
+    cache: VerdictCache | None = None,
 ) -> bool:
     """True only if the key hashes to ``user_id`` and signs the record; never raises."""
     try:
-        sign_public = b64url_decode(sign_public_b64)
-        if user_id_for(sign_public) != parse_user_id(user_id):
-            return False
         payload = _record_payload(kind=kind, fields=fields)
-        return verify(sign_public, payload, b64url_decode(signature_b64))
+        key = (user_id, sign_public_b64, payload, signature_b64)
+        known = cache.get(key) if cache is not None else None
+        if known is not None:
+            return known
+        sign_public = b64url_decode(sign_public_b64)
+        verdict = user_id_for(sign_public) == parse_user_id(user_id) and verify(
+            sign_public, payload, b64url_decode(signature_b64)
+        )
     except (ValueError, TypeError, AttributeError, RecursionError):
         return False
+    if cache is not None:
+        cache.put(key, verdict)
+    return verdict
 
 
 def _record_payload(*, kind: str, fields: Mapping[str, object]) -> bytes:

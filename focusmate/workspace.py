@@ -23,7 +23,7 @@ from focusmate.document import CrdtDocument
 from focusmate.errors import NotFoundError, ValidationError
 from focusmate.focus_log import DOC_KIND as STATS_KIND
 from focusmate.focus_log import StatsDocument, Watch, reconcile, stats_doc_id
-from focusmate.identity import PublicIdentity, parse_user_id
+from focusmate.identity import PublicIdentity, VerdictCache, parse_user_id
 from focusmate.inbox import Inbox
 from focusmate.invite import Invite, new_room_secret, parse_invite, room_id_for
 from focusmate.profile import DOC_KIND as PROFILE_KIND
@@ -73,6 +73,7 @@ class Workspace:
                 profile_dir / KEY_NAME, passphrase=passphrase
             )
             self._docs: dict[str, CrdtDocument] = {}
+            self._verdicts = VerdictCache()  # signature checks, shared by every board read
             if created or self.my_profile() is None:
                 self.profile_document().publish(
                     self.identity,
@@ -271,7 +272,7 @@ class Workspace:
         self.store.mark_room_left(room.room_id, now=now)
 
     def board(self, room: Room) -> Board:
-        return Board(room, self.identity)
+        return Board(room, self.identity, verdicts=self._verdicts)
 
     # -- focus sessions -------------------------------------------------------------------------
 

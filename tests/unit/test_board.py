@@ -9,7 +9,7 @@ import pytest
 
 from focusmate.board import COMMENT_MAX, POST_MAX, Board
 from focusmate.errors import NotFoundError, PermissionDeniedError, ValidationError
-from focusmate.identity import sign_record
+from focusmate.identity import VerdictCache, sign_record
 from focusmate.room import RoomSettings
 from tests.unit._rooms import T0, User, make_user, room_with, send, sync
 
@@ -469,3 +469,18 @@ def test_board_uses_injected_ids(pair: tuple[User, User]) -> None:
 
     assert board.post("hello", now=T0 + 10) == "p1"
     assert board.comment("p1", "hi", now=T0 + 11) == "c1"
+
+
+def test_verdicts_are_remembered_but_a_changed_record_is_checked_again(tmp_path: Path) -> None:
+    """The verdict cache keys on the signed content: tampering after a good verdict is caught."""
+    alice, _ = room_with(tmp_path, "Alice", "Bob")
+    cache = VerdictCache()
+    board = Board(alice.room, alice.identity, verdicts=cache)
+    post_id = board.post("original", now=T0)
+    assert [p.verified for p in board.posts()] == [True]
+    remembered = len(cache)
+    assert [p.verified for p in board.posts()] == [True] and len(cache) == remembered
+    raw = raw_record(alice, "posts", post_id)  # a peer rewrites the body, keeping the signature
+    write_raw(alice, "posts", post_id, {**raw, "body": "forged"})
+    (post,) = board.posts()
+    assert post.body == "forged" and not post.verified
