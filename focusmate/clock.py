@@ -6,8 +6,12 @@ pass a :class:`Clock`. Tests use :class:`FakeClock` and move it with ``advance``
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from focusmate.errors import ValidationError
 
 
 class Clock(Protocol):
@@ -39,3 +43,25 @@ class FakeClock:
 
     def set(self, now: float) -> None:
         self._now = float(now)
+
+
+def local_zone(name: str | None = None) -> ZoneInfo:
+    """The named zone, else this machine's (``$TZ``, then /etc/localtime), else UTC."""
+    candidates = [name] if name else [os.environ.get("TZ", "").lstrip(":"), _etc_localtime()]
+    for candidate in candidates:
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError) as err:
+                if name:
+                    raise ValidationError(f"Unknown time zone {name!r}.") from err
+    return ZoneInfo("UTC")
+
+
+def _etc_localtime() -> str:
+    try:
+        target = os.path.realpath("/etc/localtime")
+    except OSError:
+        return ""
+    marker = "zoneinfo/"
+    return target.split(marker, 1)[1] if marker in target else ""

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from focusmate import achievements, keyfile, stats
 from focusmate.board import Post
@@ -26,6 +25,7 @@ from focusmate.cli.render import (
     timer_dict,
     timer_line,
 )
+from focusmate.clock import local_zone
 from focusmate.errors import NotFoundError, ValidationError
 from focusmate.export import export_data, import_data, read_export
 from focusmate.room import Room
@@ -375,28 +375,6 @@ def cmd_board(ctx: Context) -> int:
 
 
 # -- stats, export, import --------------------------------------------------------------------
-
-
-def local_zone(name: str | None = None) -> ZoneInfo:
-    """The named zone, else this machine's (``$TZ``, then /etc/localtime), else UTC."""
-    candidates = [name] if name else [os.environ.get("TZ", "").lstrip(":"), _etc_localtime()]
-    for candidate in candidates:
-        if candidate:
-            try:
-                return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError) as err:
-                if name:
-                    raise ValidationError(f"Unknown time zone {name!r}.") from err
-    return ZoneInfo("UTC")
-
-
-def _etc_localtime() -> str:
-    try:
-        target = os.path.realpath("/etc/localtime")
-    except OSError:
-        return ""
-    marker = "zoneinfo/"
-    return target.split(marker, 1)[1] if marker in target else ""
 
 
 def cmd_stats(ctx: Context) -> int:
