@@ -19,7 +19,7 @@ import qasync
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from focusmate.cli.commands import local_zone
+from focusmate.clock import local_zone
 from focusmate.workspace import Workspace
 from sync.engine_lock import AlreadyRunningError
 from ui.session import Session

@@ -22,8 +22,7 @@ if __name__ == "__main__":  # before Qt loads: no display needed, and the scale 
 import qasync
 from PySide6.QtWidgets import QApplication, QDialog, QWidget
 
-from focusmate.cli.commands import local_zone
-from focusmate.clock import SystemClock
+from focusmate.clock import SystemClock, local_zone
 from focusmate.demo import seed_demo
 from focusmate.settings import Theme
 from focusmate.workspace import Workspace

@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self.room_pages: dict[str, RoomPage] = {}
         self._pending: set[asyncio.Future[None]] = set()  # timer commands under way
         self.room_models: dict[str, RoomViewModel] = {}
+        self.board_models: dict[str, BoardViewModel] = {}
         self._build_pages()
         self._build_actions()
         self.tray = self._build_tray()
@@ -200,6 +201,7 @@ class MainWindow(QMainWindow):
             room_vm.left.connect(lambda: self._room_left(room_id))
             self.room_pages[room_id] = page
             self.room_models[room_id] = room_vm
+            self.board_models[room_id] = board_vm
             self.content.addWidget(page)
         self.vm.select_room(room_id)
         self.content.setCurrentWidget(page)
@@ -222,6 +224,9 @@ class MainWindow(QMainWindow):
     def _room_left(self, room_id: str) -> None:
         page = self.room_pages.pop(room_id, None)
         vm = self.room_models.pop(room_id, None)
+        board = self.board_models.pop(room_id, None)
+        if board is not None:
+            board.deleteLater()
         if page is not None:
             self.content.removeWidget(page)
             page.deleteLater()
