@@ -271,6 +271,21 @@ class Workspace:
         room.delete(now=now)
         self.store.mark_room_left(room.room_id, now=now)
 
+    def offered_on_lan(self, room: Room) -> bool:
+        """Does this device offer the room to everyone on its LAN (hand out its invite)?"""
+        return bool(self.store.get_setting(f"lan_offer:{room.room_id}"))
+
+    def offer_on_lan(self, room: Room, offered: bool) -> None:
+        self.store.put_setting(f"lan_offer:{room.room_id}", offered)
+
+    def lan_offers(self) -> list[Invite]:
+        """The invites of the rooms this device offers on its LAN."""
+        return [
+            self.invite_for(room)
+            for room in self.rooms()
+            if room.exists and not room.deleted and self.offered_on_lan(room)
+        ]
+
     def board(self, room: Room) -> Board:
         return Board(room, self.identity, verdicts=self._verdicts)
 

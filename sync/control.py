@@ -218,6 +218,17 @@ class RoomProofs:
     proofs: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class RoomOffers:
+    """LAN peer → peer, after the handshake and whenever it changes: the invite links of the
+    rooms the sender chose to offer to people on its network (every earlier offer is replaced;
+    an empty list withdraws them). Offering a room is handing out its invite: the user opts in
+    per room."""
+
+    TYPE: ClassVar[str] = "room_offers"
+    offers: tuple[str, ...]
+
+
 ControlMessage = Union[  # noqa: UP007 - a runtime value, iterated below
     Challenge,
     Hello,
@@ -237,6 +248,7 @@ ControlMessage = Union[  # noqa: UP007 - a runtime value, iterated below
     DmAck,
     DmRead,
     RoomProofs,
+    RoomOffers,
 ]
 _BY_TYPE: dict[str, type[Any]] = {cls.TYPE: cls for cls in typing.get_args(ControlMessage)}
 _HINTS: dict[type[Any], dict[str, Any]] = {

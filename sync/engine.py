@@ -28,7 +28,7 @@ from typing import Any
 
 from focusmate.dm import Envelope
 from focusmate.document import CrdtDocument
-from focusmate.invite import relay_token
+from focusmate.invite import Invite, relay_token
 from focusmate.room import DOC_KIND as ROOM_KIND
 from focusmate.timebase import FRESH_SECONDS, remove_offsets, write_offsets
 from focusmate.timer import Command, TimerState
@@ -215,6 +215,34 @@ class SyncEngine:
         task = asyncio.get_running_loop().create_task(self.lan.dial(user_id, host, port))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # -- rooms offered on the LAN ---------------------------------------------------------------
+
+    def lan_offers(self) -> list[str]:
+        """Invite links of the rooms we offer on the LAN (the user opted in per room)."""
+        return [invite.link() for invite in self.workspace.lan_offers()]
+
+    def offers_received(self, session: LanSession) -> None:
+        if session.peer is not None:
+            names = [invite.name_hint for invite in session.offers]
+            self.events({"event": "lan_offers", "peer": session.peer.user_id, "rooms": names})
+
+    def refresh_offers(self) -> None:
+        """Our offers changed: tell every LAN peer."""
+        for session in list(self.lan_sessions):
+            session.send_offers()
+
+    def offers_from_lan(self) -> list[tuple[str, Invite]]:
+        """(peer user id, invite) for each room offered to us on the LAN that we do not hold."""
+        held = set(self.documents)
+        seen: set[str] = set()
+        offers = []
+        for session in sorted(self.lan_sessions, key=lambda s: s.origin):
+            for invite in session.offers:
+                if session.peer is not None and invite.room_id not in held | seen:
+                    seen.add(invite.room_id)
+                    offers.append((session.peer.user_id, invite))
+        return offers
 
     def lan_rooms(self) -> list[tuple[str, bytes, SyncableDocument]]:
         return [

@@ -36,7 +36,7 @@ from focusmate.clock import Clock
 from focusmate.dm import Envelope
 from focusmate.errors import ValidationError
 from focusmate.identity import Identity, PublicIdentity, b64url_decode, b64url_encode
-from focusmate.invite import membership_proof
+from focusmate.invite import Invite, membership_proof, parse_invite
 from sync import control, handshake
 from sync.clock import ClockSample, OffsetEstimator
 from sync.docsync import DocSync, SyncableDocument, receive_doc_frame
@@ -49,6 +49,7 @@ log = logging.getLogger("focusmate.sync")
 PEER_SERVER = "focusmate-peer/1"
 HANDSHAKE_SECONDS = 10.0
 MAX_ROOM_PROOFS = 256
+MAX_OFFERS = 32
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 PING_BURST = 8
 # A LAN peer that vanishes (cable pulled, Wi-Fi gone) is noticed within three of these: a ping,
@@ -76,9 +77,14 @@ class LanMail(Protocol):
 
 
 class LanRooms(Protocol):
-    """The rooms a peer can offer: (room id, secret, document), looked up when a session starts."""
+    """The rooms a peer holds: (room id, secret, document), looked up when a session starts;
+    and the invite links it offers to everyone on the LAN (see ``RoomOffers``)."""
 
     def lan_rooms(self) -> list[tuple[str, bytes, SyncableDocument]]: ...
+
+    def lan_offers(self) -> list[str]: ...
+
+    def offers_received(self, session: LanSession) -> None: ...
 
 
 def lan_address(user_id: str) -> str:
@@ -114,6 +120,7 @@ class LanSession:
         self.offset = OffsetEstimator()  # the peer's clock minus ours
         self.origin = "lan:?"
         self.sessions: dict[str, DocSync] = {}
+        self.offers: tuple[Invite, ...] = ()  # rooms this peer offers to its LAN
         self._nonces = (b"", b"")  # (mine, theirs) from the handshake, for room proofs
         self._outgoing: asyncio.Queue[str | bytes] = asyncio.Queue()
 
@@ -239,6 +246,21 @@ class LanSession:
         when that makes a room shared, and both start syncing it."""
         self._outgoing.put_nowait(control.encode(self._offer()))
 
+    def send_offers(self) -> None:
+        """Tell the peer which rooms we offer on the LAN (all of them, replacing the last)."""
+        offers = tuple(self.rooms.lan_offers()[:MAX_OFFERS])
+        self._outgoing.put_nowait(control.encode(control.RoomOffers(offers=offers)))
+
+    def _receive_offers(self, message: control.RoomOffers) -> None:
+        if len(message.offers) > MAX_OFFERS:
+            raise ProtocolError("too many room offers")
+        offers = []
+        for link in message.offers:
+            with contextlib.suppress(ValidationError):  # one bad offer spoils only itself
+                offers.append(parse_invite(link))
+        self.offers = tuple(offers)
+        self.rooms.offers_received(self)
+
     def _greet(self, doc_id: str) -> None:
         for greeting in self.sessions[doc_id].start():
             self._outgoing.put_nowait(control.encode_doc_frame(doc_id, greeting))
@@ -256,6 +278,7 @@ class LanSession:
         try:
             for doc_id in list(self.sessions):
                 self._greet(doc_id)
+            self.send_offers()
             async for frame in self.ws:
                 if isinstance(frame, bytes):
                     self._doc_frame(frame)
@@ -279,6 +302,8 @@ class LanSession:
                 self._greet(doc_id)
             if new:
                 self.offer_rooms()  # so the peer, too, learns the room is shared
+        elif isinstance(message, control.RoomOffers):
+            self._receive_offers(message)
         elif self.mail is None:
             return
         elif isinstance(message, control.DmDeliver):

@@ -37,7 +37,7 @@ class Session(QObject):
     roomChanged = Signal(str)  # a room's document changed (room id), coalesced
     documentChanged = Signal(str)  # any document changed (doc id), coalesced
     presenceChanged = Signal(str)  # who is in a room, or what they are doing (room id)
-    peersChanged = Signal()  # LAN peers found or lost
+    peersChanged = Signal()  # LAN peers found or lost, or the rooms they offer changed
     linksChanged = Signal()  # relay links up or down
     messagesChanged = Signal()  # a direct message arrived, left, was delivered or read
     timerPhase = Signal(dict)  # sync.watch "timer_phase" event: a room's phase changed
@@ -111,6 +111,11 @@ class Session(QObject):
                 self.engine.add_relay(url)
                 self.link_state[url] = False
         self.linksChanged.emit()
+
+    def set_lan_offer(self, room_id: str, offered: bool) -> None:
+        """Offer a room to everyone on the LAN, or stop; peers hear it at once."""
+        self.workspace.offer_on_lan(self.workspace.find_room(room_id), offered)
+        self.engine.refresh_offers()
 
     async def set_lan(self, enabled: bool) -> None:
         """Join or leave the LAN now (the settings changed)."""
@@ -196,6 +201,10 @@ class Session(QObject):
         elif kind in ("link_up", "link_down") and event.get("link") in self.link_state:
             self.link_state[str(event["link"])] = kind == "link_up"
             self.linksChanged.emit()
+        elif kind == "lan_offers" or (
+            kind in ("link_up", "link_down") and str(event.get("link")).startswith("lan:")
+        ):
+            self.peersChanged.emit()  # what LAN peers offer comes and goes with them
         elif kind == "presence":
             self.presenceChanged.emit(str(event["room_id"]))
         elif kind == "dm_received":

@@ -234,6 +234,19 @@ def cmd_room_leave(ctx: Context) -> int:
     return 0
 
 
+def cmd_room_offer(ctx: Context) -> int:
+    room = ctx.room()
+    ctx.ws.offer_on_lan(room, not ctx.args.stop)
+    if ctx.args.stop:
+        ctx.print(f"{room.name} is no longer offered on your network.")
+    else:
+        ctx.print(
+            f"{room.name} is offered to everyone on your network while FocusMate runs here: "
+            "anyone on the LAN can join it. `focusmate room offer ROOM --stop` ends that."
+        )
+    return 0
+
+
 def cmd_room_delete(ctx: Context) -> int:
     room = ctx.room()
     if not ctx.args.yes:
@@ -505,6 +518,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "room invite": cmd_room_invite,
     "room join": cmd_room_join,
     "room leave": cmd_room_leave,
+    "room offer": cmd_room_offer,
     "room delete": cmd_room_delete,
     "room settings": cmd_room_settings,
     **{f"timer {c.value}": _timer_command(c) for c in Command},

@@ -116,6 +116,11 @@ def _add_room_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _json_flag(p)
     p = room.add_parser("leave", help="leave a room")
     p.add_argument("room", metavar="ROOM")
+    p = room.add_parser(
+        "offer", help="offer a room to everyone on your network (a running daemon or app does)"
+    )
+    p.add_argument("room", metavar="ROOM")
+    p.add_argument("--stop", action="store_true", help="stop offering it")
     p = room.add_parser("delete", help="delete a room you own, for everyone")
     p.add_argument("room", metavar="ROOM")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")

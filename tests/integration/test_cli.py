@@ -307,3 +307,19 @@ def test_the_installed_command_and_a_workspace_share_one_profile(tmp_path: Path)
         bodies = {p.body for p in app.board(app_room).posts()}
         assert bodies == {"from the app", "from the cli"}
     assert {p["body"] for p in focusmate("board", room["room_id"])} == bodies
+
+
+def test_a_room_is_offered_on_the_lan_only_when_asked(alice: Cli) -> None:
+    from focusmate.workspace import Workspace
+
+    alice.run("room", "create", "Open table")
+    alice.run("room", "create", "Closed door")
+    with Workspace(alice.profile, clock=alice.clock) as ws:
+        assert ws.lan_offers() == []
+    _, out, _ = alice.run("room", "offer", "Open table")
+    assert "anyone on the LAN can join" in out
+    with Workspace(alice.profile, clock=alice.clock) as ws:
+        assert [i.name_hint for i in ws.lan_offers()] == ["Open table"]
+    alice.run("room", "offer", "Open table", "--stop")
+    with Workspace(alice.profile, clock=alice.clock) as ws:
+        assert ws.lan_offers() == []

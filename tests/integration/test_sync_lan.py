@@ -179,3 +179,28 @@ async def test_the_lan_is_switched_off_and_on_while_running(tmp_path: Path) -> N
         await poll(lambda: bool(bob.engine.lan_sessions), "a LAN session again")
         alice.workspace.board(room).post("back on the LAN", now=alice.workspace.now())
         await poll(lambda: "back on the LAN" in bob.posts(room.room_id), "alice's post")
+
+
+async def test_a_room_offered_on_the_lan_can_be_joined_from_the_offer(tmp_path: Path) -> None:
+    """Rooms stay private unless their member opts in; an offered room's invite reaches
+    authenticated LAN peers, who can join with it and sync; withdrawing it takes it back."""
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
+        offered, _ = alice.workspace.create_room("Open table")
+        private, _ = alice.workspace.create_room("Private")
+        await poll(lambda: len(alice.engine.documents) == 2, "alice tracking her rooms")
+        alice.workspace.offer_on_lan(offered, True)
+        connect(alice, bob)
+        await poll(lambda: bool(bob.engine.offers_from_lan()), "the offer at bob")
+        ((by, invite),) = bob.engine.offers_from_lan()
+        assert by == alice.workspace.user_id
+        assert invite.room_id == offered.room_id and invite.name_hint == "Open table"
+        assert any(e["event"] == "lan_offers" and e["rooms"] == ["Open table"] for e in bob.events)
+        bob.workspace.join_room(invite.link())
+        await poll(lambda: bob.room_name(offered.room_id) == "Open table", "the room synced")
+        assert bob.engine.offers_from_lan() == []  # held now: no longer on offer
+        assert private.room_id not in bob.workspace.store.document_ids()
+        alice.workspace.offer_on_lan(offered, False)
+        alice.engine.refresh_offers()
+        await poll(
+            lambda: not any(s.offers for s in bob.engine.lan_sessions), "the offer withdrawn"
+        )

@@ -23,6 +23,7 @@ from ui.app import build_window
 from ui.launcher import display_problem
 from ui.session import Session
 from ui.widgets.main_window import MainWindow
+from ui.widgets.room_dialogs import JoinRoomDialog
 from ui.widgets.room_page import RoomPage
 from ui.widgets.sidebar import MESSAGES, STATS
 
@@ -237,5 +238,46 @@ def test_a_second_app_on_one_profile_is_refused(
                 await second.start()
         finally:
             await first.stop()
+
+    run(qloop, scenario())
+
+
+def test_a_room_offered_on_the_lan_is_joined_from_the_join_dialog(
+    tmp_path: Path, qloop: asyncio.AbstractEventLoop, qtbot: QtBot
+) -> None:
+    async def scenario() -> None:
+        sessions = []
+        for name in ("Alice", "Bob"):
+            ws = workspace(tmp_path / name, clock=SystemClock(), name=name)
+            ws.mark_onboarded()
+            sessions.append(session(ws, lan=True))
+        alice_s, bob_s = sessions
+        for s in sessions:
+            await s.start()
+        try:
+            alice, bob = (window(s, qtbot, tmp_path) for s in sessions)
+            room_id = alice.vm.create_room("Open table")
+            assert room_id is not None
+            room_page(alice).open_invite()
+            dialog = room_page(alice).invite_dialog
+            offer = control(dialog, QAbstractButton, "Offer on my network")
+            assert isinstance(offer, QAbstractButton)
+            offer.click()  # opt in: until now the room was not visible on the LAN
+            dialog.close()
+            a, b = alice_s.engine, bob_s.engine
+            assert a.lan is not None and b.lan is not None
+            dialer, listener = sorted(sessions, key=lambda s: s.workspace.user_id)
+            assert listener.engine.lan is not None
+            dialer.engine.dial(listener.workspace.user_id, "127.0.0.1", listener.engine.lan.port)
+            await until(lambda: bool(bob.vm.lan_offers()), "the offer at Bob")
+            join = JoinRoomDialog(bob.vm, bob)
+            qtbot.addWidget(join)
+            click(join, "Join Open table")
+            assert join.room_id == room_id
+            await until(lambda: room_page(bob).vm.room.arrived, "the room over the LAN")
+            assert room_page(bob).vm.room.name == "Open table"
+        finally:
+            for s in sessions:
+                await s.stop()
 
     run(qloop, scenario())

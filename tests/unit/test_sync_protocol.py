@@ -258,3 +258,12 @@ def test_the_estimator_trusts_the_fastest_round_trip() -> None:
         estimator.add(ClockSample(offset=5.1, delay=0.3))
     assert estimator.offset == 5.1
     assert len(estimator) == 3
+
+
+def test_room_offers_round_trip_and_are_bounded() -> None:
+    message = control.RoomOffers(offers=("focusmate://join/abc",))
+    assert control.decode(control.encode(message)) == message
+    with pytest.raises(ProtocolError):
+        control.decode('{"v":1,"type":"room_offers","offers":[1]}')
+    with pytest.raises(ProtocolError):
+        control.decode('{"v":1,"type":"room_offers","offers":"x"}')

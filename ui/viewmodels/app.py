@@ -137,6 +137,17 @@ class RoomListModel(QAbstractListModel):
 class LanPeer:
     user_id: str
     name: str  # a display name when we share a room, else the start of the user id
+    offers: tuple[str, ...] = ()  # names of the rooms they offer to the LAN
+
+
+@dataclass(frozen=True)
+class LanOffer:
+    """A room someone on the LAN offers: joining needs no code."""
+
+    room_name: str
+    peer_id: str
+    offered_by: str  # the peer's name as we know it
+    link: str
 
 
 class AppViewModel(QObject):
@@ -212,15 +223,38 @@ class AppViewModel(QObject):
 
     # -- LAN peers ------------------------------------------------------------------------------
 
-    def lan_peers(self) -> list[LanPeer]:
+    def _names(self) -> dict[str, str]:
         names = {}
         for room in self.session.workspace.rooms():
             for user_id, member in room.members().items():
                 names[user_id] = member.name
+        return names
+
+    def lan_peers(self) -> list[LanPeer]:
+        names = self._names()
+        offers: dict[str, list[str]] = {}
+        for offer in self.lan_offers():
+            offers.setdefault(offer.peer_id, []).append(offer.room_name)
         return sorted(
-            (LanPeer(uid, names.get(uid, uid[:11])) for uid in self.session.peers),
+            (
+                LanPeer(uid, names.get(uid, uid[:11]), tuple(offers.get(uid, ())))
+                for uid in self.session.peers
+            ),
             key=lambda p: p.name.casefold(),
         )
+
+    def lan_offers(self) -> list[LanOffer]:
+        """Rooms offered by people on the LAN that we are not in yet."""
+        names = self._names()
+        return [
+            LanOffer(
+                room_name=invite.name_hint or invite.room_id[:8],
+                peer_id=uid,
+                offered_by=names.get(uid, uid[:11]),
+                link=invite.link(),
+            )
+            for uid, invite in self.session.engine.offers_from_lan()
+        ]
 
     # -- title ----------------------------------------------------------------------------------
 

@@ -170,6 +170,14 @@ class RoomViewModel(QObject):
             return None
         return InviteText(link=invite.link(), code=invite.code)
 
+    @property
+    def offered_on_lan(self) -> bool:
+        return self._workspace.offered_on_lan(self._room)
+
+    def set_offered_on_lan(self, offered: bool) -> None:
+        """Offer the room (hand out its invite) to everyone on the LAN, or stop."""
+        self.session.set_lan_offer(self.room_id, offered)
+
     # -- the timer ------------------------------------------------------------------------------
 
     async def command(self, command: Command) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QGridLayout,
@@ -20,7 +23,15 @@ from ui.viewmodels.room import InviteText
 class InviteDialog(QDialog):
     """Read-only link and code with Copy buttons; a line under them says what was copied."""
 
-    def __init__(self, invite: InviteText, room_name: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        invite: InviteText,
+        room_name: str,
+        parent: QWidget | None = None,
+        *,
+        offered: bool = False,
+        on_offer: Callable[[bool], None] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Invite to {room_name}")
         self.link = self._field(invite.link, "Invite link")
@@ -45,6 +56,16 @@ class InviteDialog(QDialog):
         )
         note.setWordWrap(True)
         note.setProperty("hint", True)
+        self.offer = QCheckBox("Also offer this room to everyone on my network")
+        self.offer.setAccessibleName("Offer on my network")
+        self.offer.setToolTip(
+            "People running FocusMate on this network see the room in Join room and can join it "
+            "without the code."
+        )
+        self.offer.setChecked(offered)
+        self.offer.setVisible(on_offer is not None)
+        if on_offer is not None:
+            self.offer.toggled.connect(on_offer)
         self.status = QLabel()
         self.status.setAccessibleName("Copy status")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -53,6 +74,7 @@ class InviteDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(grid)
         layout.addWidget(note)
+        layout.addWidget(self.offer)
         layout.addWidget(self.status)
         layout.addWidget(buttons)
         self.setMinimumWidth(520)

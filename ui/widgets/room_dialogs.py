@@ -7,6 +7,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QLabel,
     QLineEdit,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -100,6 +101,21 @@ class JoinRoomDialog(_RoomDialog):
         self.peers_note = QLabel(text)
         self.peers_note.setWordWrap(True)
         self.layout_.insertWidget(2, self.peers_note)
+        self.offer_buttons: list[QPushButton] = []
+        offers = vm.lan_offers()
+        if offers:
+            self.layout_.insertWidget(3, QLabel("Offered on your network:"))
+        for i, offer in enumerate(offers):
+            button = QPushButton(f"Join {offer.room_name}  (offered by {offer.offered_by})")
+            button.setAccessibleName(f"Join {offer.room_name}")
+            button.setAutoDefault(False)
+            button.clicked.connect(lambda _=False, link=offer.link: self._join_offer(link))
+            self.layout_.insertWidget(4 + i, button)
+            self.offer_buttons.append(button)
+
+    def _join_offer(self, link: str) -> None:
+        self.field.setText(link)
+        self._submit()
 
     def _accept_text(self, text: str) -> str | None:
         return self.vm.join_room(text)

@@ -237,7 +237,13 @@ class RoomPage(QWidget):
         invite = self.vm.invite()
         if invite is None:
             return
-        self.invite_dialog = InviteDialog(invite, self.vm.room.name, self)
+        self.invite_dialog = InviteDialog(
+            invite,
+            self.vm.room.name,
+            self,
+            offered=self.vm.offered_on_lan,
+            on_offer=self.vm.set_offered_on_lan,
+        )
         self.invite_dialog.open()
 
     def open_settings(self) -> None:

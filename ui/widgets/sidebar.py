@@ -157,7 +157,8 @@ class Sidebar(QWidget):
         self.peers.clear()
         peers = self.vm.lan_peers()
         for peer in peers:
-            self.peers.addItem(f"● {peer.name}")
+            offers = f" · offers {', '.join(peer.offers)}" if peer.offers else ""
+            self.peers.addItem(f"● {peer.name}{offers}")
         if not peers:
             item = QListWidgetItem("Nobody yet")
             item.setFlags(Qt.ItemFlag.NoItemFlags)
