@@ -257,9 +257,7 @@ async def test_a_long_offline_stretch_and_a_newcomer_catch_up_through_a_restarte
     relay = await spawn(relay_host.netns, RELAY, *relay_args, name="relay")
     await daemon(0, alice_dir)
     carol_daemon = await daemon(1, carol_dir)
-    await carol_daemon.wait_for(
-        lambda e: e.get("event") == "doc_synced" and e.get("doc_id") == room.room_id, "synced"
-    )
+    await _until_posts(carol_dir, room.room_id, [])  # the room itself reached carol
     carol_daemon.proc.terminate()
     await carol_daemon.proc.wait()
     board = alice.board(room)
@@ -294,8 +292,10 @@ async def _until_posts(profile: Path, room_id: str, expected: list[str]) -> None
                 if bodies == expected:
                     return
             if loop.time() > end:
+                state = "arrived" if room is not None and room.exists else "not arrived"
                 raise AssertionError(
-                    f"{profile.name} has {len(bodies)} of {len(expected)} posts after {DEADLINE} s"
+                    f"{profile.name}: room {state}, {len(bodies)} of {len(expected)} posts "
+                    f"after {DEADLINE} s"
                 )
             await asyncio.sleep(0.1)
 

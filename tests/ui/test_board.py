@@ -25,7 +25,8 @@ from focusmate.workspace import Workspace
 from tests.ui.uikit import run, session, until, workspace
 from ui.session import Session
 from ui.viewmodels.board import PAGE, UNVERIFIED, BoardViewModel
-from ui.widgets.board_view import VERIFIED, BoardView, PostCard
+from ui.widgets.board_view import BoardView
+from ui.widgets.post_card import VERIFIED, PostCard
 
 
 class Pair:

@@ -1,18 +1,17 @@
 """The Messages page: conversations on the left, the open conversation on the right.
 
-Everything shown comes from :class:`ui.viewmodels.messages.MessagesViewModel`. Message text is
-always shown as plain text (it comes from other people). Bubbles and badges paint with palette
+Everything shown comes from :class:`ui.viewmodels.messages.MessagesViewModel`; the messages
+themselves and the composer live in :mod:`ui.widgets.message_list`. Badges paint with palette
 roles, so they follow light and dark themes; the lock is painted too, as Qt ships no lock icon
 outside desktop themes.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSignalBlocker, Qt
 from PySide6.QtGui import (
     QFont,
     QHideEvent,
-    QKeyEvent,
     QPainter,
     QPaintEvent,
     QPalette,
@@ -27,9 +26,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QPlainTextEdit,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSplitter,
     QStackedWidget,
@@ -37,23 +34,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.viewmodels.messages import ConversationItem, MessageItem, MessagesViewModel
-
-BUBBLE_SHARE = 0.75  # of the message area's width
-MAX_COMPOSER_LINES = 5
+from ui.viewmodels.messages import ConversationItem, MessagesViewModel
+from ui.widgets.message_list import Composer, MessageList, fill_rounded, plain_label, small
 
 
-def _small(label: QLabel) -> QLabel:
-    font = label.font()
-    font.setPointSizeF(font.pointSizeF() * 0.85)
-    label.setFont(font)
-    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-    return label
-
-
-def _plain(text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.PlainText)
+def _centred_note(text: str = "") -> QLabel:
+    """A wrapped, centred plain-text line for the page's empty states."""
+    label = plain_label(text)
+    label.setWordWrap(True)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
     return label
 
 
@@ -91,13 +80,7 @@ class Badge(QLabel):
         self.setAccessibleName(f"{count} unread")
 
     def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(self.palette().color(QPalette.ColorRole.Highlight))
-        radius = self.height() / 2
-        painter.drawRoundedRect(QRectF(self.rect()), radius, radius)
-        painter.end()
+        fill_rounded(self, QPalette.ColorRole.Highlight, self.height() / 2)
         super().paintEvent(event)
 
 
@@ -106,12 +89,12 @@ class ConversationRow(QWidget):
 
     def __init__(self, item: ConversationItem) -> None:
         super().__init__()
-        self.name = _plain(item.name)
+        self.name = plain_label(item.name)
         bold = QFont(self.name.font())
         bold.setBold(item.unread > 0)
         self.name.setFont(bold)
-        self.time = _small(_plain(item.time))
-        self.preview = _small(_plain())
+        self.time = small(plain_label(item.time))
+        self.preview = small(plain_label())
         self.preview.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._preview_text = item.preview or "No messages yet"
         top = QHBoxLayout()
@@ -129,192 +112,19 @@ class ConversationRow(QWidget):
 
     def set_selected(self, selected: bool) -> None:
         """Draw the text in the selection's colours, as a plain list item would."""
-        main = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.WindowText
-        muted = (
-            QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.PlaceholderText
-        )
-        self.name.setForegroundRole(main)
+        roles = QPalette.ColorRole
+        self.name.setForegroundRole(roles.HighlightedText if selected else roles.WindowText)
+        muted = roles.HighlightedText if selected else roles.PlaceholderText
         self.time.setForegroundRole(muted)
         self.preview.setForegroundRole(muted)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         metrics = self.preview.fontMetrics()
-        width = max(0, self.preview.width())
+        width = self.preview.width()
         self.preview.setText(
             metrics.elidedText(self._preview_text, Qt.TextElideMode.ElideRight, width)
         )
-
-
-class Bubble(QLabel):
-    """One message's text on a rounded background: highlighted for ours, base for theirs."""
-
-    def __init__(self, message: MessageItem) -> None:
-        super().__init__()
-        self.setTextFormat(Qt.TextFormat.PlainText)
-        self.setText(message.text)
-        self.setWordWrap(True)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.setForegroundRole(
-            QPalette.ColorRole.HighlightedText if message.mine else QPalette.ColorRole.Text
-        )
-        self._fill = QPalette.ColorRole.Highlight if message.mine else QPalette.ColorRole.Base
-        pad = self.fontMetrics().height() // 2
-        self.setContentsMargins(pad, pad // 2 + 1, pad, pad // 2 + 1)
-        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
-
-    def natural_width(self) -> int:
-        """The width the text takes unwrapped: short messages get snug bubbles, long ones
-        wrap at the list's limit (QLabel alone wraps them far too early)."""
-        metrics = self.fontMetrics()
-        text = max(metrics.horizontalAdvance(line) for line in self.text().split("\n"))
-        margins = self.contentsMargins()
-        return text + margins.left() + margins.right() + 2
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(self.palette().color(self._fill))
-        radius = self.fontMetrics().height() * 0.6
-        painter.drawRoundedRect(QRectF(self.rect()), radius, radius)
-        painter.end()
-        super().paintEvent(event)
-
-
-class MessageRow(QWidget):
-    """A bubble and the line under it (time, and delivery state for ours), on its side."""
-
-    def __init__(self, message: MessageItem) -> None:
-        super().__init__()
-        self.message_id = message.id
-        self.mine = message.mine
-        self.bubble = Bubble(message)
-        self.meta = _small(_plain())
-        side = Qt.AlignmentFlag.AlignRight if message.mine else Qt.AlignmentFlag.AlignLeft
-        column = QVBoxLayout()
-        column.setSpacing(2)
-        column.addWidget(self.bubble, 0, side)
-        column.addWidget(self.meta, 0, side)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        if message.mine:
-            row.addStretch(1)
-        row.addLayout(column)
-        if not message.mine:
-            row.addStretch(1)
-        self.update_from(message)
-
-    def update_from(self, message: MessageItem) -> None:
-        meta = message.time
-        if message.mine and message.show_state:
-            meta = f"{message.time} · {message.state_label}"
-        self.meta.setText(meta)
-        who = "You" if message.mine else "They"
-        state = f" · {message.state_label}" if message.state_label else ""
-        self.bubble.setToolTip(f"{who}, {message.time}{state}")
-        self.bubble.setAccessibleName(f"{who}: {message.text}")
-
-
-class MessageList(QScrollArea):
-    """The open conversation's messages, newest at the bottom; it follows new messages while
-    the user is at the bottom and stays put while they read further up."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.setAccessibleName("Messages")
-        self.rows: list[MessageRow] = []
-        self.hint = _small(_plain())
-        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._peer: str | None = None
-        self._stick = True
-        content = QWidget()
-        content.setBackgroundRole(QPalette.ColorRole.Window)
-        self._layout = QVBoxLayout(content)
-        self._layout.addStretch(1)
-        self._layout.addWidget(self.hint)
-        self.setWidget(content)
-        bar = self.verticalScrollBar()
-        bar.valueChanged.connect(self._scrolled)
-        bar.rangeChanged.connect(self._grew)
-
-    def show_messages(self, peer: str, name: str, messages: tuple[MessageItem, ...]) -> None:
-        ids = [m.id for m in messages]
-        if peer != self._peer or [r.message_id for r in self.rows] != ids[: len(self.rows)]:
-            self._peer = peer
-            self._stick = True
-            for row in self.rows:
-                self._layout.removeWidget(row)
-                row.hide()
-                row.deleteLater()
-            self.rows = []
-        for message, row in zip(messages, self.rows, strict=False):
-            row.update_from(message)
-        for message in messages[len(self.rows) :]:
-            row = MessageRow(message)
-            self._fit(row)
-            if message.mine:
-                self._stick = True  # what the user just sent is always shown
-            self._layout.addWidget(row)
-            self.rows.append(row)
-        self.hint.setText(f"No messages yet. Say hello to {name}.")
-        self.hint.setVisible(not messages)
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        for row in self.rows:
-            self._fit(row)
-
-    def _fit(self, row: MessageRow) -> None:
-        widest = max(1, int(self.viewport().width() * BUBBLE_SHARE))
-        row.bubble.setMaximumWidth(widest)
-        row.bubble.setMinimumWidth(min(widest, row.bubble.natural_width()))
-
-    def _scrolled(self, value: int) -> None:
-        bar = self.verticalScrollBar()
-        self._stick = value >= bar.maximum() - self.fontMetrics().height()
-
-    def _grew(self, _minimum: int, maximum: int) -> None:
-        if self._stick:
-            self.verticalScrollBar().setValue(maximum)
-
-
-class Composer(QPlainTextEdit):
-    """Enter sends; Shift+Enter starts a new line."""
-
-    submitted = Signal()
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setTabChangesFocus(True)
-        self.setAccessibleName("Message")
-        self.setPlaceholderText("Write a message")
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.textChanged.connect(self._fit)
-        self._fit()
-
-    def _fit(self) -> None:
-        """Two lines tall when empty, growing with the text up to five (then it scrolls)."""
-        lines = min(MAX_COMPOSER_LINES, max(2, round(self.document().size().height())))
-        margins = 2 * (self.frameWidth() + round(self.document().documentMargin()))
-        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + margins)
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self._fit()  # wrapped lines change with the width
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-            self.submitted.emit()
-            return
-        if enter:
-            self.insertPlainText("\n")
-            return
-        super().keyPressEvent(event)
 
 
 class ConversationView(QWidget):
@@ -322,7 +132,7 @@ class ConversationView(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.name = _plain()
+        self.name = plain_label()
         font = self.name.font()
         font.setPointSizeF(font.pointSizeF() * 1.25)
         font.setBold(True)
@@ -330,9 +140,9 @@ class ConversationView(QWidget):
         self.lock = QLabel()
         self.lock.setPixmap(lock_pixmap(self))
         self.lock.setAccessibleName("End-to-end encrypted")
-        self.note = _small(_plain())
+        self.note = small(plain_label())
         self.note.setWordWrap(True)
-        self.safety = _small(_plain())
+        self.safety = small(plain_label())
         self.safety.setTextInteractionFlags(
             Qt.TextInteractionFlag.TextSelectableByMouse
             | Qt.TextInteractionFlag.TextSelectableByKeyboard
@@ -378,21 +188,17 @@ class MessagesPage(QWidget):
         self.vm = vm
         self.list = QListWidget()
         self.list.setAccessibleName("Conversations")
-        self.no_contacts = _plain("Join or create a room to message people in it.")
-        self.no_contacts.setWordWrap(True)
-        self.no_contacts.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.no_contacts = _centred_note("Join or create a room to message people in it.")
         self.left = QStackedWidget()
         self.left.addWidget(self.no_contacts)
         self.left.addWidget(self.list)
 
-        self.placeholder = _plain()
-        self.placeholder.setWordWrap(True)
-        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder = _centred_note()
         self.conversation = ConversationView()
         self.right = QStackedWidget()
         self.right.addWidget(self.placeholder)
         self.right.addWidget(self.conversation)
-        self.error_label = _plain()
+        self.error_label = plain_label()
         self.error_label.setWordWrap(True)
         self.error_label.setAccessibleName("Message problem")
         self.error_label.hide()
@@ -469,8 +275,7 @@ class MessagesPage(QWidget):
             else "When you share a room with someone, you can message them here."
         )
         scrolled = self.list.verticalScrollBar().value()
-        self.list.blockSignals(True)
-        try:
+        with QSignalBlocker(self.list):  # rebuilding is not the user picking someone
             self.list.clear()
             for conversation in self.vm.conversations:
                 item = QListWidgetItem()
@@ -487,8 +292,6 @@ class MessagesPage(QWidget):
                 if conversation.peer_id == self.vm.selected:
                     self.list.setCurrentItem(item)
                     row.set_selected(True)
-        finally:
-            self.list.blockSignals(False)
         self.list.verticalScrollBar().setValue(scrolled)
 
     def _show_conversation(self) -> None:

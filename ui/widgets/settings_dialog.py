@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, Final
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QIcon, QKeyEvent, QPainter, QPaintEvent, QPixmap
+from PySide6.QtGui import QColor, QIcon, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractButton,
     QButtonGroup,
@@ -42,15 +42,8 @@ from focusmate.profile import NAME_MAX
 from focusmate.settings import Theme
 from ui.theme import is_dark, status_color
 from ui.viewmodels.settings import CONNECTED, SettingsViewModel
+from ui.widgets.avatar import AVATAR_SWATCHES, AvatarPreview
 
-AVATAR_SWATCHES: Final = (
-    ("Tomato", "#E4572E"),
-    ("Amber", "#F3A712"),
-    ("Leaf", "#4CAF50"),
-    ("Teal", "#17A2A2"),
-    ("Ocean", "#2F6FD0"),
-    ("Plum", "#8E5BB5"),
-)
 THEME_CHOICES: Final = (
     (Theme.LIGHT, "Light"),
     (Theme.DARK, "Dark"),
@@ -62,6 +55,15 @@ def _hint(text: str) -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)
     label.setProperty("hint", True)
+    return label
+
+
+def _error() -> QLabel:
+    """A hidden line for what went wrong, in the theme's error colour."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setProperty("error", True)
+    label.hide()
     return label
 
 
@@ -77,41 +79,6 @@ def _dot(color: QColor, *, ratio: float, size: int = 12) -> QIcon:
     painter.drawEllipse(1, 1, size - 2, size - 2)
     painter.end()
     return QIcon(pixmap)
-
-
-class AvatarPreview(QWidget):
-    """The avatar as others will see it: the emoji on a circle of the chosen colour."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.emoji = ""
-        self.color = QColor()
-        self.setMinimumSize(64, 64)
-        self.setAccessibleName("Avatar preview")
-
-    def show_avatar(self, emoji: str, color: str) -> None:
-        self.emoji = emoji.strip()
-        self.color = QColor(color) if QColor.isValidColorName(color) else QColor()
-        self.setAccessibleDescription(f"{self.emoji} on {color}")
-        self.update()
-
-    def sizeHint(self) -> QSize:
-        return QSize(72, 72)
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        side = min(self.width(), self.height())
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.translate((self.width() - side) / 2, (self.height() - side) / 2)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(self.color if self.color.isValid() else self.palette().mid().color())
-        painter.drawEllipse(0, 0, side, side)
-        font = QFont(self.font())
-        font.setPixelSize(max(8, side // 2))
-        painter.setFont(font)
-        painter.setPen(Qt.GlobalColor.white)  # emoji draw in their own colours; this is a fallback
-        painter.drawText(0, 0, side, side, Qt.AlignmentFlag.AlignCenter, self.emoji)
-        painter.end()
 
 
 class SettingsDialog(QDialog):
@@ -133,10 +100,7 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._network_tab(), "Network")
         self.tabs.addTab(self._profile_tab(), "Profile")
         self.tabs.addTab(self._appearance_tab(), "Appearance")
-        self.banner = QLabel()
-        self.banner.setWordWrap(True)
-        self.banner.setProperty("error", True)
-        self.banner.hide()
+        self.banner = _error()
         buttons = QDialogButtonBox.StandardButton
         self.buttons = QDialogButtonBox(buttons.Ok | buttons.Cancel | buttons.Apply)
         self.buttons.accepted.connect(self.accept)
@@ -156,10 +120,7 @@ class SettingsDialog(QDialog):
 
     def _field(self, key: str, widget: QWidget) -> QWidget:
         """``widget`` with a hidden message line beneath it for what is wrong with ``key``."""
-        error = QLabel()
-        error.setWordWrap(True)
-        error.setProperty("error", True)
-        error.hide()
+        error = _error()
         self.field_messages[key] = error
         self._inputs[key] = widget
         box = QWidget()
@@ -182,8 +143,7 @@ class SettingsDialog(QDialog):
         self.long_spin = self._minutes("Long break length in minutes")
         self.rounds_spin = self._minutes("Focus rounds before a long break")
         self.rounds_spin.setSuffix("")
-        self.auto_start_check = QCheckBox("Start the next phase by itself")
-        self.auto_start_check.setAccessibleName("Start the next phase by itself")
+        self.auto_start_check = self._check("Start the next phase by itself")
         tab = QWidget()
         form = QFormLayout(tab)
         form.addRow(_hint("Defaults for the rooms you create; each room keeps its own timer."))
@@ -244,10 +204,7 @@ class SettingsDialog(QDialog):
         self.relay_list.itemSelectionChanged.connect(
             lambda: self.remove_relay_button.setEnabled(bool(self.relay_list.selectedItems()))
         )
-        self.relay_error = QLabel()
-        self.relay_error.setWordWrap(True)
-        self.relay_error.setProperty("error", True)
-        self.relay_error.hide()
+        self.relay_error = _error()
         self.lan_check = self._check("Find people on this network (LAN discovery)")
         self.lan_check.clicked.connect(lambda on: self._run(self.vm.set_lan(on)))
         add_row = QHBoxLayout()
@@ -281,7 +238,9 @@ class SettingsDialog(QDialog):
         self.emoji_edit.setMaximumWidth(self.fontMetrics().horizontalAdvance("M") * 8)
         self.emoji_edit.textChanged.connect(self._preview)
         self.swatches = QButtonGroup(self)
-        colours = QHBoxLayout()
+        colour_box = QWidget()
+        colours = QHBoxLayout(colour_box)
+        colours.setContentsMargins(0, 0, 0, 0)
         for name, hex_color in AVATAR_SWATCHES:
             swatch = QToolButton()
             swatch.setCheckable(True)
@@ -299,9 +258,6 @@ class SettingsDialog(QDialog):
         self.custom_color_button.clicked.connect(self._pick_custom_color)
         colours.addWidget(self.custom_color_button)
         colours.addStretch(1)
-        colour_box = QWidget()
-        colour_box.setLayout(colours)
-        colours.setContentsMargins(0, 0, 0, 0)
         tab = QWidget()
         row = QHBoxLayout(tab)
         row.addWidget(self.avatar_preview, 0, Qt.AlignmentFlag.AlignTop)
@@ -349,7 +305,6 @@ class SettingsDialog(QDialog):
         self.system_check.setChecked(s.notify_system)
         self.in_app_check.setChecked(s.notify_in_app)
         self.dnd_check.setChecked(s.do_not_disturb)
-        self.lan_check.setChecked(s.lan_enabled)
         for button in self.theme_group.buttons():
             button.setChecked(button.property("theme") == s.theme.value)
         card = self.vm.profile
@@ -357,7 +312,7 @@ class SettingsDialog(QDialog):
         self.bio_edit.setPlainText(card.bio)
         self.emoji_edit.setText(card.avatar_emoji)
         self._set_avatar_color(card.avatar_color)
-        self._show_relays()
+        self._show_relays()  # and the LAN switch
 
     def _show_relays(self) -> None:
         selected = {item.data(Qt.ItemDataRole.UserRole) for item in self.relay_list.selectedItems()}

@@ -1,24 +1,21 @@
 """The stats page: where people see their progress — totals, a bar chart, streaks, achievements.
 
 It draws a :class:`ui.viewmodels.stats.StatsSnapshot` and nothing else; every figure is computed in
-the view-model. Colours come from the palette and from :mod:`ui.theme` (cards, hints, the focus
-phase's colour for the bars; the chart's theme light or dark after the window colour), so the page
-follows the app's theme and stays legible at any scale. Locked achievements are drawn in the
-placeholder colour with a progress bar; unlocked ones carry a star in the highlight colour and the
-date they were earned.
+the view-model. Colours come from the palette and from :mod:`ui.theme` (cards, hints), so the page
+follows the app's theme and stays legible at any scale; the chart themes itself
+(:mod:`ui.widgets.day_chart`). Locked achievements are drawn in the placeholder colour with a
+progress bar; unlocked ones carry a star in the highlight colour and the date they were earned.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCharts import QBarSeries, QBarSet, QCategoryAxis, QChart, QChartView, QValueAxis
-from PySide6.QtCore import QEvent, QMargins, QSize, QStandardPaths, Qt
-from PySide6.QtGui import QCursor, QFont, QPainter, QPalette, QResizeEvent
+from PySide6.QtCore import QStandardPaths, Qt
+from PySide6.QtGui import QFont, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QBoxLayout,
     QButtonGroup,
@@ -31,19 +28,14 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QStyle,
-    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
-from focusmate.timer import Phase
-from ui.theme import phase_color
-from ui.viewmodels.stats import AchievementItem, DayBar, StatsSnapshot, StatsViewModel
+from ui.viewmodels.stats import AchievementItem, StatsSnapshot, StatsViewModel
+from ui.widgets.day_chart import DayChart, format_minutes, plural, short_date
 
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 PAGE_STYLE = """
 QProgressBar#badgeProgress { background: palette(alternate-base); border: none;
     border-radius: 3px; }
@@ -54,23 +46,6 @@ QPushButton#rangeButton:checked { background: palette(highlight);
     color: palette(highlighted-text); border-color: palette(highlight); }
 QPushButton#rangeButton:focus { border: 2px solid palette(text); }
 """
-
-
-def format_minutes(minutes: float) -> str:
-    """``25 min``, ``1 h 5 min``, ``3 h``: focus time as people say it."""
-    whole = round(minutes)
-    if whole < 60:
-        return f"{whole} min"
-    hours, rest = divmod(whole, 60)
-    return f"{hours:,} h {rest} min" if rest else f"{hours:,} h"
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
-
-
-def _day_label(day: date) -> str:
-    return f"{WEEKDAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]}"
 
 
 def _scaled(widget: QWidget, factor: float, *, bold: bool = False) -> None:
@@ -115,113 +90,6 @@ class FigureCard(_Card):
         self.setAccessibleName(f"{self.caption.text()}: {figure}, {detail}")
 
 
-class DayChart(QChartView):
-    """Focused minutes per day as bars; hovering a bar tells its day and figures."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._bars: tuple[DayBar, ...] = ()
-        self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.setMinimumHeight(220)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.setBackgroundBrush(Qt.BrushStyle.NoBrush)  # the card shows through
-        self.viewport().setAutoFillBackground(False)
-        self.setAccessibleName("Focus per day")
-        chart = QChart()
-        chart.legend().setVisible(False)
-        chart.setMargins(QMargins(0, 0, 0, 0))
-        chart.setBackgroundRoundness(0)
-        self.setChart(chart)
-        self.axis_x = QCategoryAxis()
-        self.axis_x.setLabelsPosition(QCategoryAxis.AxisLabelsPosition.AxisLabelsPositionOnValue)
-        self.axis_y = QValueAxis()
-        self.axis_y.setLabelFormat("%.0f")
-        chart.addAxis(self.axis_x, Qt.AlignmentFlag.AlignBottom)
-        chart.addAxis(self.axis_y, Qt.AlignmentFlag.AlignLeft)
-        self.bar_set = QBarSet("Focus minutes")
-        self._apply_theme()
-
-    def show_bars(self, bars: tuple[DayBar, ...], *, today: date) -> None:
-        self._bars = bars
-        chart = self.chart()
-        chart.removeAllSeries()  # deletes the old series and its bar set
-        self.bar_set = QBarSet("Focus minutes")
-        self.bar_set.append([bar.minutes for bar in bars])
-        series = QBarSeries()
-        series.setBarWidth(0.7)
-        series.append(self.bar_set)
-        series.hovered.connect(self._on_hovered)
-        chart.addSeries(series)
-        series.attachAxis(self.axis_x)
-        series.attachAxis(self.axis_y)
-        self._label_days(bars, today)
-        peak = max((bar.minutes for bar in bars), default=0.0)
-        self.axis_y.setRange(0, max(peak, 30.0))
-        self.axis_y.applyNiceNumbers()
-        self._colour_bars()
-        total = sum(bar.minutes for bar in bars)
-        self.setAccessibleDescription(
-            f"{format_minutes(total)} of focus in the last {len(bars)} days"
-        )
-
-    def _label_days(self, bars: tuple[DayBar, ...], today: date) -> None:
-        # Labels sit on their bar's centre and may be wider than a bar: a month names every
-        # seventh day back from today, a week every day.
-        axis = self.axis_x
-        for label in axis.categoriesLabels():
-            axis.remove(label)
-        axis.setStartValue(-0.5)
-        axis.setRange(-0.5, len(bars) - 0.5)
-        for i, bar in enumerate(bars):
-            back = (today - bar.day).days
-            if back == 0:
-                axis.append("Today", i)
-            elif len(bars) <= 7:
-                axis.append(WEEKDAYS[bar.day.weekday()][:3], i)
-            elif back % 7 == 0:
-                axis.append(f"{bar.day.day} {MONTHS[bar.day.month - 1]}", i)
-
-    def sizeHint(self) -> QSize:
-        return QSize(super().sizeHint().width(), self.fontMetrics().height() * 18)
-
-    def _on_hovered(self, status: bool, index: int, _bar_set: QBarSet) -> None:
-        if not status or not 0 <= index < len(self._bars):
-            QToolTip.hideText()
-            return
-        bar = self._bars[index]
-        figures = f"{format_minutes(bar.minutes)}, {_count(bar.sessions, 'session')}"
-        text = f"{_day_label(bar.day)}: {figures}"
-        QToolTip.showText(QCursor.pos(), text, self)
-
-    def _apply_theme(self) -> None:
-        palette = self.palette()
-        dark = palette.color(QPalette.ColorRole.Window).lightness() < 128
-        chart = self.chart()
-        chart.setTheme(
-            QChart.ChartTheme.ChartThemeDark if dark else QChart.ChartTheme.ChartThemeLight
-        )
-        chart.setBackgroundVisible(False)
-        text = palette.color(QPalette.ColorRole.WindowText)
-        grid = palette.color(QPalette.ColorRole.Mid)
-        for axis in (self.axis_x, self.axis_y):
-            axis.setLabelsColor(text)
-            axis.setLinePenColor(grid)
-            axis.setGridLineColor(grid)
-        self.axis_x.setGridLineVisible(False)
-        self._colour_bars()
-
-    def _colour_bars(self) -> None:
-        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
-        colour = phase_color(Phase.FOCUS, dark=dark)
-        self.bar_set.setColor(colour)
-        self.bar_set.setBorderColor(colour)
-
-    def changeEvent(self, event: QEvent) -> None:
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange:
-            self._apply_theme()
-
-
 class AchievementTile(_Card):
     """One badge: a star and the date once earned, otherwise greyed with its progress."""
 
@@ -264,9 +132,8 @@ class AchievementTile(_Card):
         self.progress.setVisible(not item.unlocked)
         self.progress.setValue(round(item.progress * 1000))
         self.progress.setAccessibleName(f"Progress towards {item.title}")
-        if item.unlocked_on is not None:
-            day = item.unlocked_on
-            status = f"Unlocked {day.day} {MONTHS[day.month - 1]} {day.year}"
+        if (day := item.unlocked_on) is not None:
+            status = f"Unlocked {short_date(day)} {day.year}"
         else:
             status = item.progress_text
         self.status.setText(status)
@@ -455,7 +322,7 @@ class StatsPage(QWidget):
             (self.week, snap.week),
             (self.month, snap.month),
         ):
-            detail = _count(period.sessions, "session")
+            detail = plural(period.sessions, "session")
             if period.interrupted:
                 detail += f" · {period.interrupted:,} cut short"
             card.show_figure(format_minutes(period.minutes), detail)
@@ -470,11 +337,11 @@ class StatsPage(QWidget):
             keep = "Focus today to keep it going."
         else:
             keep = "You focused today."
-        self.current_streak.show_figure(_count(snap.current_streak, "day"), keep)
+        self.current_streak.show_figure(plural(snap.current_streak, "day"), keep)
         best = (
             "Your longest run of days." if snap.best_streak else "Your longest run will show here."
         )
-        self.best_streak.show_figure(_count(snap.best_streak, "day"), best)
+        self.best_streak.show_figure(plural(snap.best_streak, "day"), best)
 
         self.unlocked_count.setText(f"{snap.unlocked_count} of {len(snap.achievements)} unlocked")
         self.achievements.show_items(snap.achievements)
