@@ -40,6 +40,8 @@ async def _settle(seconds: float = 0.3) -> None:
 
 
 async def capture(out: Path, work: Path) -> list[Path]:
+    """Seed a demo profile under ``work`` and save each view's PNG in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
     demo = seed_demo(work / "demo", now=time.time())
     workspace = Workspace(demo.profile, clock=SystemClock())
     session = Session(workspace, relays=(), lan=False)
@@ -106,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scale != 1.0:
         os.environ["QT_SCALE_FACTOR"] = str(args.scale)
-    args.out.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(False)  # closing a captured window must not stop the loop
