@@ -18,7 +18,7 @@ def test_every_main_view_is_captured_and_shows_something(
     assert sorted(p.stem for p in saved) == ["first-run", "messages", "room", "settings", "stats"]
     for path in saved:
         image = QImage(str(path))
-        assert image.width() >= 600 and image.height() >= 400, path.name
+        assert image.width() >= 400 and image.height() >= 300, path.name
         colours = {
             image.pixel(x, y)
             for x in range(0, image.width(), 37)
