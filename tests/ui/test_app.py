@@ -281,3 +281,27 @@ def test_a_room_offered_on_the_lan_is_joined_from_the_join_dialog(
                 await s.stop()
 
     run(qloop, scenario())
+
+
+def test_stepping_away_shows_as_away_in_every_room(
+    tmp_path: Path, qloop: asyncio.AbstractEventLoop, qtbot: QtBot
+) -> None:
+    ws = workspace(tmp_path / "me", name="Me")
+    ws.mark_onboarded()
+    rooms = [ws.create_room(name)[0] for name in ("One", "Two")]
+    s = session(ws)
+
+    async def scenario() -> None:
+        await s.start()
+        try:
+            w = window(s, qtbot, tmp_path)
+            w.away_action.trigger()
+            assert w.away_action.isChecked()
+            for room in rooms:
+                assert s.presence_keeper.announced[room.room_id][0] == "away"
+            w.away_action.trigger()
+            assert all(s.presence_keeper.announced[r.room_id][0] == "idle" for r in rooms)
+        finally:
+            await s.stop()
+
+    run(qloop, scenario())

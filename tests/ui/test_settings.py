@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
@@ -228,17 +226,6 @@ def test_turning_lan_discovery_off_leaves_the_lan_now(
             await s.stop()
 
     run(qloop, scenario())
-
-
-@pytest.fixture
-def restored_look(qapp: QApplication) -> Iterator[QApplication]:
-    """Put the shared application's style, palette and style sheet back after the test."""
-    style, palette, sheet = qapp.style().name(), qapp.palette(), qapp.styleSheet()
-    yield qapp
-    qapp.setStyle(style)
-    qapp.setPalette(palette)
-    qapp.setStyleSheet(sheet)
-    qapp.styleHints().unsetColorScheme()
 
 
 def test_apply_theme_turns_the_window_dark_and_light(restored_look: QApplication) -> None:

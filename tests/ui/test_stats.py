@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 import shiboken6
 from PySide6.QtCharts import QBarSeries, QChart
 from PySide6.QtCore import QObject, Qt
@@ -224,17 +222,6 @@ def test_recording_goes_on_after_the_page_is_gone(
     record(ws, MORNING - 3600)  # the stats document no longer calls into a deleted object
 
     assert len(ws.stats().sessions()) == 1
-
-
-@pytest.fixture
-def restored_look(qapp: QApplication) -> Iterator[QApplication]:
-    """Put the shared application's style, palette and style sheet back after the test."""
-    style, palette, sheet = qapp.style().name(), qapp.palette(), qapp.styleSheet()
-    yield qapp
-    qapp.setStyle(style)
-    qapp.setPalette(palette)
-    qapp.setStyleSheet(sheet)
-    qapp.styleHints().unsetColorScheme()
 
 
 def test_the_chart_follows_the_apps_light_and_dark_theme(

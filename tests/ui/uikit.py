@@ -38,6 +38,17 @@ def qloop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
         asyncio.set_event_loop(None)
 
 
+@pytest.fixture
+def restored_look(qapp: QApplication) -> Iterator[QApplication]:
+    """Put the shared application's style, palette and style sheet back after the test."""
+    style, palette, sheet = qapp.style().name(), qapp.palette(), qapp.styleSheet()
+    yield qapp
+    qapp.setStyle(style)
+    qapp.setPalette(palette)
+    qapp.setStyleSheet(sheet)
+    qapp.styleHints().unsetColorScheme()
+
+
 def run(loop: asyncio.AbstractEventLoop, scenario: Coroutine[Any, Any, T]) -> T:
     """Run a scenario on the Qt loop; fail (rather than hang) after a generous deadline."""
     return loop.run_until_complete(asyncio.wait_for(scenario, timeout=120))

@@ -221,6 +221,17 @@ class AppViewModel(QObject):
         self.current_room = room_id
         self._update_title()
 
+    # -- presence -------------------------------------------------------------------------------
+
+    @property
+    def away(self) -> bool:
+        return self.session.presence_keeper.away
+
+    def set_away(self, away: bool) -> None:
+        """Show as away in every room (until turned off), instead of what the timer says."""
+        self.session.presence_keeper.away = away
+        self.session.tick()  # announced now, not at the next tick
+
     # -- LAN peers ------------------------------------------------------------------------------
 
     def _names(self) -> dict[str, str]:

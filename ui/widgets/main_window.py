@@ -140,6 +140,9 @@ class MainWindow(QMainWindow):
         self.messages_action = self._action("&Messages", "Ctrl+2", lambda: self.show_page(MESSAGES))
         self.stats_action = self._action("S&tats", "Ctrl+3", lambda: self.show_page(STATS))
         self.rooms_action = self._action("&Rooms", "Ctrl+1", self.sidebar.rooms.setFocus)
+        self.away_action = self._action("I'm &away", "Ctrl+Shift+A", lambda: None)
+        self.away_action.setCheckable(True)
+        self.away_action.toggled.connect(self.vm.set_away)
         about = self._action("&About FocusMate", None, self.about)
         menus = self.menuBar()
         file = menus.addMenu("&File")
@@ -150,6 +153,8 @@ class MainWindow(QMainWindow):
         timer = menus.addMenu("&Timer")
         for action in (self.toggle_action, self.skip_action, self.reset_action):
             timer.addAction(action)
+        timer.addSeparator()
+        timer.addAction(self.away_action)
         view = menus.addMenu("&View")
         for action in (self.rooms_action, self.messages_action, self.stats_action):
             view.addAction(action)
