@@ -51,12 +51,13 @@ def run_app(workspace: Workspace, *, relays: tuple[str, ...] | None, lan: bool |
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     session = Session(workspace, relays=relays, lan=lan)
+    refused: list[str] = []
 
     async def main() -> int:
         try:
             await session.start()
         except AlreadyRunningError as err:
-            QMessageBox.warning(None, APP_NAME, str(err))
+            refused.append(str(err))  # said once the loop is done: a dialog here would nest it
             await session.stop()
             return 1
         window = build_window(session, tz=local_zone(), cache_dir=workspace.profile_dir / "cache")
@@ -71,7 +72,10 @@ def run_app(workspace: Workspace, *, relays: tuple[str, ...] | None, lan: bool |
         return 0
 
     with loop:
-        return int(loop.run_until_complete(main()))
+        code = int(loop.run_until_complete(main()))
+    for message in refused:
+        QMessageBox.warning(None, APP_NAME, message)
+    return code
 
 
 def build_window(

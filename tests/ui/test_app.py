@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractButton, QLineEdit, QPlainTextEdit, QWidget
+from PySide6.QtWidgets import QAbstractButton, QDialog, QLineEdit, QPlainTextEdit, QWidget
 from pytestqt.qtbot import QtBot
 
 from focusmate.clock import FakeClock, SystemClock
@@ -301,6 +301,64 @@ def test_stepping_away_shows_as_away_in_every_room(
                 assert s.presence_keeper.announced[room.room_id][0] == "away"
             w.away_action.trigger()
             assert all(s.presence_keeper.announced[r.room_id][0] == "idle" for r in rooms)
+        finally:
+            await s.stop()
+
+    run(qloop, scenario())
+
+
+def test_a_room_that_waits_for_start_still_chimes_when_focus_ends_but_not_on_reset(
+    tmp_path: Path, qloop: asyncio.AbstractEventLoop, qtbot: QtBot
+) -> None:
+    clock = FakeClock()
+    ws = workspace(tmp_path / "manual", clock=clock, name="Manual")
+    ws.mark_onboarded()
+    room, _ = ws.create_room("By hand", auto_advance=False)
+    s = session(ws)
+
+    async def scenario() -> None:
+        await s.start()
+        try:
+            w = window(s, qtbot, tmp_path)
+            w.show_room(room.room_id)
+            vm = room_page(w).vm
+            await vm.toggle()
+            s.tick()
+            clock.advance(25 * 60 + 1)
+            s.tick()  # focus is over; the break waits for Start
+            assert vm.timer.status is Status.IDLE and vm.timer.phase_label == "Short break"
+            assert w.banner.title.text() == "Short break"
+            assert w.models.chimes is not None and w.models.chimes.played[-1] == "break"
+            heard = len(w.models.chimes.played)
+            await vm.reset()
+            s.tick()
+            assert len(w.models.chimes.played) == heard  # a reset is not a phase ending
+        finally:
+            await s.stop()
+
+    run(qloop, scenario())
+
+
+def test_space_on_a_focused_button_presses_it_instead_of_starting_the_timer(
+    tmp_path: Path, qloop: asyncio.AbstractEventLoop, qtbot: QtBot
+) -> None:
+    ws = workspace(tmp_path / "keys", name="Keys")
+    ws.mark_onboarded()
+    room, _ = ws.create_room("Keyboard")
+    s = session(ws)
+
+    async def scenario() -> None:
+        await s.start()
+        try:
+            w = window(s, qtbot, tmp_path)
+            w.show_room(room.room_id)
+            w.activateWindow()
+            await until(w.isActiveWindow, "the window active")
+            page = room_page(w)
+            page.invite_button.setFocus()
+            qtbot.keyClick(page.invite_button, Qt.Key.Key_Space)
+            await until(lambda: page.findChildren(QDialog), "the invite dialog")
+            assert page.vm.timer.status is Status.IDLE  # the timer did not start
         finally:
             await s.stop()
 

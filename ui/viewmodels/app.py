@@ -221,6 +221,10 @@ class AppViewModel(QObject):
         self.current_room = room_id
         self._update_title()
 
+    def about_text(self) -> str:
+        ws = self.session.workspace
+        return f"You are {ws.display_name} ({ws.user_id}).\nYour data: {ws.profile_dir}"
+
     # -- presence -------------------------------------------------------------------------------
 
     @property

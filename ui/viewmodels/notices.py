@@ -16,7 +16,8 @@ from PySide6.QtCore import QObject, Signal
 from focusmate import achievements
 from focusmate.errors import FocusMateError
 from focusmate.notifications import Channel, EventKind, HeldNotices, Notice, decide
-from focusmate.timer import Phase, Status
+from focusmate.room import Room
+from focusmate.timer import Command, Phase, Status
 from ui.session import Session
 
 _PHASE_NOTICES = {
@@ -47,7 +48,7 @@ class NoticeCenter(QObject):
         self.window_active = True
         self.tz = tz
         self.held = HeldNotices()
-        self._phases: dict[str, Phase] = {}  # each room's last phase, to tell a change
+        self._phases: dict[str, tuple[Phase, int]] = {}  # each room's last (phase, revision)
         self._unlocked = self._achievements()
         session.timerPhase.connect(self._on_phase)
         session.postReceived.connect(self._on_post)
@@ -55,7 +56,8 @@ class NoticeCenter(QObject):
         session.dmReceived.connect(self._on_dm)
         for room in session.workspace.rooms():
             if room.exists and not room.deleted:
-                self._phases[room.room_id] = room.timer_state.phase
+                view = room.timer_view(now=session.now_for(room.room_id))
+                self._phases[room.room_id] = (view.phase, room.timer_state.revision)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -75,18 +77,26 @@ class NoticeCenter(QObject):
     # -- events ---------------------------------------------------------------------------------
 
     def _on_phase(self, event: dict[str, Any]) -> None:
+        """A phase that ends (running on, or waiting for Start when the room does not advance
+        by itself) or is skipped is news; a start, a pause, or a reset to the beginning is not."""
         room_id = str(event["room_id"])
-        phase = Phase(event["phase"])
+        try:
+            room = self.session.workspace.find_room(room_id)
+        except FocusMateError:
+            return  # left meanwhile
+        phase, state = Phase(event["phase"]), room.timer_state
         before = self._phases.get(room_id)
-        self._phases[room_id] = phase
-        changed = before is not None and before != phase
-        if changed and event.get("status") == Status.RUNNING.value:  # not a start or a pause
-            self._phase_changed(room_id, phase)
+        self._phases[room_id] = (phase, state.revision)
+        reset = state.revision != (before[1] if before else -1) and (
+            state.last_command is Command.RESET
+        )
+        if before is not None and before[0] != phase and not reset:
+            self._phase_changed(room, phase)
         if len(self.held) and not self.focusing():
             self.release_held()  # the break began, or the timer stopped
 
-    def _phase_changed(self, room_id: str, phase: Phase) -> None:
-        room = self.session.workspace.find_room(room_id)
+    def _phase_changed(self, room: Room, phase: Phase) -> None:
+        room_id = room.room_id
         title, body = _PHASE_NOTICES[phase]
         minutes = round(room.settings.timer_config().focus_s / 60)
         text = body.format(room=room.name, minutes=minutes)
@@ -101,12 +111,12 @@ class NoticeCenter(QObject):
 
     def _on_post(self, event: dict[str, Any]) -> None:
         room = self._room_name(str(event["room_id"]))
-        self.notify(EventKind.POST_RECEIVED, f"{event['author']} posted in {room}",
+        self.notify(EventKind.POST_RECEIVED, f"{_author(event)} posted in {room}",
                     str(event["body"]), room_id=str(event["room_id"]))  # fmt: skip
 
     def _on_comment(self, event: dict[str, Any]) -> None:
         room = self._room_name(str(event["room_id"]))
-        self.notify(EventKind.COMMENT_RECEIVED, f"{event['author']} commented in {room}",
+        self.notify(EventKind.COMMENT_RECEIVED, f"{_author(event)} commented in {room}",
                     str(event["body"]), room_id=str(event["room_id"]))  # fmt: skip
 
     def _on_dm(self, event: dict[str, Any]) -> None:
@@ -173,3 +183,9 @@ class NoticeCenter(QObject):
             self.systemNotice.emit(notice.title, notice.body)
         if Channel.IN_APP in channels:
             self.banner.emit(notice.title, notice.body)
+
+
+def _author(event: dict[str, Any]) -> str:
+    """The author's name, flagged when the signature does not prove it (as the board does)."""
+    name = str(event["author"])
+    return name if event.get("verified") is True else f"⚠ unverified “{name}”"

@@ -13,10 +13,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QApplication,
+    QComboBox,
+    QDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -192,7 +195,9 @@ class MainWindow(QMainWindow):
             volume = self.models.settings
             notices.sound.connect(lambda name: chimes.play(name, volume.settings.sound_volume))
         self.models.settings.themeChanged.connect(self._apply_theme)
-        self.vm.session.roomsChanged.connect(self._drop_stale_rooms)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)  # Space on a focused button: see eventFilter
 
     # -- navigation -----------------------------------------------------------------------------
 
@@ -227,7 +232,10 @@ class MainWindow(QMainWindow):
         self.show_room(room_id)
 
     def _room_left(self, room_id: str) -> None:
+        """The room is no longer ours (left here or elsewhere): its page goes; the window shows
+        the empty page only if it was showing this room."""
         page = self.room_pages.pop(room_id, None)
+        showing = page is not None and self.content.currentWidget() is page
         vm = self.room_models.pop(room_id, None)
         board = self.board_models.pop(room_id, None)
         if board is not None:
@@ -237,15 +245,9 @@ class MainWindow(QMainWindow):
             page.deleteLater()
         if vm is not None:
             vm.deleteLater()
-        self.vm.select_room(None)
-        self.vm.session.note_rooms_changed()
-        self.content.setCurrentWidget(self.empty)
-
-    def _drop_stale_rooms(self) -> None:
-        """A room left or deleted elsewhere (another window, a CLI) loses its page."""
-        live = {r.room_id for r in self.vm.rooms.rows()}
-        for room_id in [r for r in self.room_pages if r not in live]:
-            self._room_left(room_id)
+        if showing:
+            self.vm.select_room(None)
+            self.content.setCurrentWidget(self.empty)
 
     def _page_changed(self) -> None:
         self.models.messages.set_visible(
@@ -271,23 +273,41 @@ class MainWindow(QMainWindow):
 
         return run
 
+    def _open(self, dialog: QDialog) -> QDialog:
+        """Show a dialog window-modally without a nested event loop (``exec`` would run one,
+        and the engine's asyncio tasks must not be stepped from inside it); it deletes itself
+        when closed."""
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
     def create_room(self) -> None:
-        CreateRoomDialog(self.vm, self).exec()
+        self._open(CreateRoomDialog(self.vm, self))
 
     def join_room(self) -> None:
-        JoinRoomDialog(self.vm, self).exec()
+        self._open(JoinRoomDialog(self.vm, self))
 
     def open_settings(self) -> None:
-        SettingsDialog(self.models.settings, self).exec()
+        self._open(SettingsDialog(self.models.settings, self))
 
     def about(self) -> None:
-        ws = self.vm.session.workspace
-        QMessageBox.about(
-            self,
-            "About FocusMate",
-            f"<b>FocusMate {__version__}</b><br>Focus together, peer to peer.<br><br>"
-            f"You are {ws.display_name} ({ws.user_id}).<br>Your data: {ws.profile_dir}",
-        )
+        box = QMessageBox(QMessageBox.Icon.Information, "About FocusMate", "", parent=self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setText(f"FocusMate {__version__}\nFocus together, peer to peer.")
+        box.setInformativeText(self.vm.about_text())
+        self._open(box)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Space belongs to a focused button or box (pressing it), not to the timer: claim
+        the key for the widget before the window's Start / Pause shortcut sees it."""
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and event.key() == Qt.Key.Key_Space
+            and isinstance(watched, QAbstractButton | QComboBox)
+        ):
+            event.accept()
+        return False
 
     def _apply_theme(self, theme: object) -> None:
         app = QApplication.instance()

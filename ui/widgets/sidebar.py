@@ -116,9 +116,9 @@ class Sidebar(QWidget):
         self.pages.addItem(stats_item)
         self.pages.setFixedHeight(self.pages.sizeHintForRow(0) * 2 + 2 * self.pages.frameWidth())
         self.pages.itemClicked.connect(self._page_clicked)
+        self.pages.itemActivated.connect(self._page_clicked)  # Enter, for keyboard users
         self.peers = QListWidget()
         self.peers.setAccessibleName("People on your network")
-        self.peers.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         vm.peersChanged.connect(self.show_peers)
         column = QVBoxLayout(self)
         column.addWidget(_heading("Rooms"))
