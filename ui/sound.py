@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import struct
 import wave
+from collections import deque
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QUrl
@@ -66,7 +67,7 @@ class ChimePlayer(QObject):
             effect = QSoundEffect(self)
             effect.setSource(QUrl.fromLocalFile(str(path)))
             self.effects[name] = effect
-        self.played: list[str] = []  # what was asked to play, newest last (for the tests)
+        self.played: deque[str] = deque(maxlen=16)  # the latest chimes asked for, newest last
 
     def play(self, name: str, volume: int) -> None:
         effect = self.effects.get(name)

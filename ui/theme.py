@@ -12,7 +12,7 @@ and, when the user follows the system, re-applies itself whenever the desktop sc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Final
 
 from PySide6.QtCore import Qt
@@ -23,7 +23,6 @@ from focusmate.settings import Theme
 from focusmate.timer import Phase
 
 __all__ = [
-    "PHASE_COLORS",
     "apply_theme",
     "error_color",
     "is_dark",
@@ -90,23 +89,6 @@ def is_dark(app: QGuiApplication | None = None) -> bool:
     if app is None:
         return False
     return app.palette().color(QPalette.ColorRole.Window).lightness() < 128
-
-
-class _CurrentPhaseColors(Mapping[Phase, QColor]):
-    """Phase → colour for whatever scheme the running application shows right now."""
-
-    def __getitem__(self, phase: Phase) -> QColor:
-        return phase_color(phase, dark=is_dark())
-
-    def __iter__(self) -> Iterator[Phase]:
-        return iter(_PHASE_HEX)
-
-    def __len__(self) -> int:
-        return len(_PHASE_HEX)
-
-
-PHASE_COLORS: Final[Mapping[Phase, QColor]] = _CurrentPhaseColors()
-"""``PHASE_COLORS[Phase.FOCUS]``: the phase's colour in the current scheme, read at each lookup."""
 
 
 def apply_theme(app: QApplication, theme: Theme) -> None:
