@@ -19,10 +19,12 @@ class Banner(QFrame):
         self.setAccessibleName("Notification")
         self.title = QLabel()
         self.title.setObjectName("bannerTitle")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # notices quote peers' names and text
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
         self.body = QLabel()
+        self.body.setTextFormat(Qt.TextFormat.PlainText)
         self.body.setWordWrap(True)
         self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         close = QToolButton()
