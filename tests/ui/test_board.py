@@ -266,14 +266,14 @@ def test_like_toggles_the_count(pair: Pair, qtbot: QtBot, qloop: asyncio.Abstrac
     async def scenario() -> None:
         card = card_with(view, "Like this")
         assert card is not None
-        assert (card.like.text(), card.like.accessibleName()) == ("♡ 0", "Like")
+        assert (card.like.text(), card.like.accessibleName()) == ("♡ 0", "Like Bob's post")
         click(qtbot, card.like)
         await until(lambda: card.like.text() == "♥ 1", "the like to count")
-        assert card.like.accessibleName() == "Unlike"
+        assert card.like.accessibleName() == "Unlike Bob's post"
         assert pair.alice_posts()[0].liked_by_me
         click(qtbot, card.like)
         await until(lambda: card.like.text() == "♡ 0", "the like to be withdrawn")
-        assert card.like.accessibleName() == "Like"
+        assert card.like.accessibleName() == "Like Bob's post"
         assert pair.alice_posts()[0].likes == 0
 
     play(qloop, s, scenario)

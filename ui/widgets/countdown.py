@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPalette, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QSizePolicy, QStyle, QStyleOptionFocusRect, QWidget
 
 from focusmate.timer import Status
 from ui.theme import phase_color
@@ -36,6 +36,8 @@ class CountdownWidget(QWidget):
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
         self.setAccessibleName("Timer")
+        # Tab stops here so screen readers reach the accessible description; nothing to click.
+        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
 
     def set_snapshot(self, snapshot: TimerSnapshot) -> None:
         previous, self._snapshot = self._snapshot, snapshot
@@ -86,6 +88,8 @@ class CountdownWidget(QWidget):
         self._draw_ring(painter, square, ring_width, colour, snapshot.progress)
         self._draw_text(painter, square, side, snapshot)
         self._draw_rounds(painter, square, side, colour, snapshot)
+        if self.hasFocus():
+            self._draw_focus(painter, square.adjusted(-inset, -inset, inset, inset))
         painter.end()
 
     def _draw_ring(
@@ -104,6 +108,13 @@ class CountdownWidget(QWidget):
             painter.setPen(pen)
             # What is left runs from the elapsed point back round to twelve o'clock.
             painter.drawArc(square, _TWELVE_O_CLOCK, left)
+
+    def _draw_focus(self, painter: QPainter, bounds: QRectF) -> None:
+        """The style's focus frame just outside the ring, so keyboard users see where they are."""
+        option = QStyleOptionFocusRect()
+        option.initFrom(self)
+        option.rect = bounds.toAlignedRect().intersected(self.rect())
+        self.style().drawPrimitive(QStyle.PrimitiveElement.PE_FrameFocusRect, option, painter, self)
 
     def _draw_text(
         self, painter: QPainter, square: QRectF, side: float, snapshot: TimerSnapshot

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
+from focusmate.profile import NAME_MAX
 from ui.viewmodels.app import AppViewModel
 
 
@@ -28,11 +29,12 @@ class FirstRunPage(QWidget):
         prompt = QLabel("What should people call you?")
         self.name = QLineEdit(vm.display_name)
         self.name.setAccessibleName("Your display name")
-        self.name.setMaxLength(40)
+        self.name.setMaxLength(NAME_MAX)
         self.name.selectAll()
         prompt.setBuddy(self.name)
         self.error = QLabel()
-        self.error.setObjectName("error")
+        self.error.setTextFormat(Qt.TextFormat.PlainText)  # may quote what was typed
+        self.error.setProperty("error", True)
         self.error.setWordWrap(True)
         self.error.hide()
         self.start = QPushButton("Get started")

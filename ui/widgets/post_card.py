@@ -6,6 +6,7 @@ scrolling and paging around it.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -109,6 +110,17 @@ def quiet(label: QLabel) -> QLabel:
     return label
 
 
+def plain(label: QLabel) -> QLabel:
+    """Show text as written: names and bodies come from peers, and must never be read as HTML."""
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    return label
+
+
+def _plain_tip(text: str) -> str:
+    """A tooltip that shows ``text`` literally (Qt renders a tooltip that looks like HTML)."""
+    return f"<p>{html.escape(text, quote=False)}</p>"
+
+
 def _set(label: QLabel, text: str) -> None:
     if label.text() != text:
         label.setText(text)
@@ -199,12 +211,12 @@ class _ItemWidget(QFrame):
         self.view = view
         self.what = what
         self._save_text = save
-        self.author = QLabel()
+        self.author = plain(QLabel())
         font = self.author.font()
         font.setBold(True)
         self.author.setFont(font)
-        self.badge = QLabel()
-        self.time = quiet(QLabel())
+        self.badge = plain(QLabel())
+        self.time = plain(quiet(QLabel()))
         self.edit = _button("Edit", f"Edit {what}", f"Edit your {what}")
         self.edit.clicked.connect(self.begin_edit)
         self.delete = _button("Delete", f"Delete {what}", f"Delete your {what}")
@@ -215,8 +227,7 @@ class _ItemWidget(QFrame):
         header.addStretch(1)
         header.addWidget(self.edit)
         header.addWidget(self.delete)
-        self.body = QLabel()
-        self.body.setTextFormat(Qt.TextFormat.PlainText)
+        self.body = plain(QLabel())
         self.body.setWordWrap(True)
         self.body.setTextInteractionFlags(
             Qt.TextInteractionFlag.TextSelectableByMouse
@@ -240,7 +251,7 @@ class _ItemWidget(QFrame):
             QPalette.ColorRole.PlaceholderText if item.verified else QPalette.ColorRole.WindowText
         )
         self.badge.setToolTip(
-            f"Signed by {item.author_name}."
+            _plain_tip(f"Signed by {item.author_name}.")
             if item.verified
             else f"This {self.what}'s signature does not match its author: "
             "someone else may have written it."
@@ -324,10 +335,11 @@ class PostCard(_ItemWidget):
         if not self.show_item(item):
             return
         liked = "Unlike" if item.liked_by_me else "Like"
+        whose = "your post" if item.mine else f"{item.author_name}'s post"
         self.like.setText(f"{'♥' if item.liked_by_me else '♡'} {item.likes}")
-        self.like.setAccessibleName(liked)
+        self.like.setAccessibleName(f"{liked} {whose}")
         self.like.setToolTip(
-            f"{liked} this post ({item.likes} {'like' if item.likes == 1 else 'likes'})"
+            _plain_tip(f"{liked} {whose} ({item.likes} {'like' if item.likes == 1 else 'likes'})")
         )
         reconcile(
             self._comment_list,

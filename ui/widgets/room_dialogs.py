@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -32,7 +33,8 @@ class _RoomDialog(QDialog):
         self.field.setPlaceholderText(hint)
         label.setBuddy(self.field)
         self.error = QLabel()
-        self.error.setObjectName("error")
+        self.error.setTextFormat(Qt.TextFormat.PlainText)  # may quote what was typed
+        self.error.setProperty("error", True)
         self.error.setWordWrap(True)
         self.error.hide()
         self.buttons = QDialogButtonBox(
@@ -99,6 +101,7 @@ class JoinRoomDialog(_RoomDialog):
             else "Ask a member for the room's invite code or link."
         )
         self.peers_note = QLabel(text)
+        self.peers_note.setTextFormat(Qt.TextFormat.PlainText)  # peers choose their names
         self.peers_note.setWordWrap(True)
         self.layout_.insertWidget(2, self.peers_note)
         self.offer_buttons: list[QPushButton] = []

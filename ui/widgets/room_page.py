@@ -16,6 +16,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QFont, QIcon, QKeySequence, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -36,7 +37,7 @@ from ui.widgets.countdown import CountdownWidget
 from ui.widgets.invite_dialog import InviteDialog
 from ui.widgets.room_settings_dialog import RoomSettingsDialog
 
-# (label, what it does, shortcut) for each timer button, in the order they are laid out.
+# (command, label, what it does, shortcut) for each timer button, in the order they are laid out.
 _CONTROLS = (
     (Command.START, "Start", "Start the timer for everyone", "Space"),
     (Command.PAUSE, "Pause", "Pause the timer for everyone", "Space"),
@@ -77,7 +78,7 @@ class RoomPage(QWidget):
             splitter.setSizes([2000, 3000])  # proportions: two fifths for the timer column
             layout.addWidget(splitter, 1)
 
-        order: list[QWidget] = [*self.buttons.values(), self.task, self.people]
+        order: list[QWidget] = [self.countdown, *self.buttons.values(), self.task, self.people]
         order += [self.invite_button, self.settings_button, self.leave_button]
         if board is not None:
             order.append(board)
@@ -92,6 +93,7 @@ class RoomPage(QWidget):
 
     def _build_header(self) -> QHBoxLayout:
         self.title = QLabel()
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # the owner names the room
         title_font = QFont(self.title.font())
         title_font.setPointSizeF(title_font.pointSizeF() * 1.4)
         title_font.setWeight(QFont.Weight.DemiBold)
@@ -125,6 +127,7 @@ class RoomPage(QWidget):
             controls.addWidget(button)
         controls.addStretch(1)
         self.error = QLabel()
+        self.error.setTextFormat(Qt.TextFormat.PlainText)
         self.error.setProperty("error", True)
         self.error.setWordWrap(True)
         self.error.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -233,29 +236,52 @@ class RoomPage(QWidget):
         self.vm.set_task(self.task.text())
         self.task.setModified(False)
 
+    # Each dialog deletes itself once closed, and the page refers to it only while it is open,
+    # so opening one again and again leaves nothing behind (nor connected to the view-model).
+
     def open_invite(self) -> None:
+        if self.invite_dialog is not None:
+            self.invite_dialog.raise_()
+            return
         invite = self.vm.invite()
         if invite is None:
             return
-        self.invite_dialog = InviteDialog(
+        dialog = InviteDialog(
             invite,
             self.vm.room.name,
             self,
             offered=self.vm.offered_on_lan,
             on_offer=self.vm.set_offered_on_lan,
         )
-        self.invite_dialog.open()
+        self.invite_dialog = dialog
+        dialog.finished.connect(self._invite_closed)
+        _open(dialog)
+
+    def _invite_closed(self) -> None:
+        self.invite_dialog = None
 
     def open_settings(self) -> None:
-        self.settings_dialog = RoomSettingsDialog(self.vm, self)
-        self.settings_dialog.open()
+        if self.settings_dialog is not None:
+            self.settings_dialog.raise_()
+            return
+        dialog = RoomSettingsDialog(self.vm, self)
+        self.settings_dialog = dialog
+        dialog.finished.connect(self._settings_closed)
+        _open(dialog)
+
+    def _settings_closed(self) -> None:
+        self.settings_dialog = None
 
     def confirm_leave(self) -> None:
         """Ask first; the owner may also delete the room for everyone."""
+        if self.leave_box is not None:
+            self.leave_box.raise_()
+            return
         name = self.vm.room.name
         box = QMessageBox(self)
         box.setIcon(QMessageBox.Icon.Question)
         box.setWindowTitle("Leave room")
+        box.setTextFormat(Qt.TextFormat.PlainText)  # the room's name is the owner's text
         box.setText(f"Leave “{name}”?")
         info = "You can come back later with its invite link or code."
         leave = box.addButton("Leave", QMessageBox.ButtonRole.AcceptRole)
@@ -269,6 +295,7 @@ class RoomPage(QWidget):
 
         def chosen() -> None:
             clicked = box.clickedButton()
+            self.leave_box = None
             if clicked is leave:
                 self.vm.leave()
             elif delete is not None and clicked is delete:
@@ -276,7 +303,13 @@ class RoomPage(QWidget):
 
         box.finished.connect(chosen)
         self.leave_box = box
-        box.open()
+        _open(box)
+
+
+def _open(dialog: QDialog) -> None:
+    """Open ``dialog`` window-modal, to be deleted (with its connections) once it closes."""
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.open()
 
 
 def _person_text(person: Participant) -> str:

@@ -7,6 +7,7 @@ the dialog stays open with everything typed still there.
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -55,6 +56,7 @@ class RoomSettingsDialog(QDialog):
         form.addRow("", self.auto_advance)
 
         self.error = QLabel()
+        self.error.setTextFormat(Qt.TextFormat.PlainText)  # may quote what was typed
         self.error.setProperty("error", True)
         self.error.setWordWrap(True)
         self.error.setAccessibleName("Problem with the settings")
