@@ -30,6 +30,14 @@ class DirectMessage:
     state: str
 
 
+@dataclass(frozen=True)
+class ConversationSummary:
+    """What a conversation list shows of one conversation."""
+
+    last: DirectMessage
+    unread: int  # their messages not read yet
+
+
 class Inbox:
     def __init__(self, store: Store, identity: Identity, clock: Clock) -> None:
         self.store = store
@@ -125,6 +133,23 @@ class Inbox:
             (peer,),
         )
         return [DirectMessage(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows]
+
+    def summaries(self) -> dict[str, ConversationSummary]:
+        """Every peer we have messages with: the last message (the one :meth:`conversation`
+        lists last) and how many of theirs are unread, in one query that reads no other text."""
+        rows = self.store.query(
+            "SELECT id, peer, outgoing, text, sent_at, state, unread FROM ("
+            " SELECT id, peer, outgoing, text, sent_at, state,"
+            " row_number() OVER (PARTITION BY peer ORDER BY sent_at DESC, id DESC) AS newest,"
+            " sum(outgoing = 0 AND state = 'received') OVER (PARTITION BY peer) AS unread"
+            " FROM dms) WHERE newest = 1"
+        )
+        return {
+            str(r[1]): ConversationSummary(
+                DirectMessage(r[0], r[1], bool(r[2]), r[3], r[4], r[5]), int(r[6] or 0)
+            )
+            for r in rows
+        }
 
     def conversations(self) -> dict[str, int]:
         """Every peer we have messages with, and how many of theirs are unread."""

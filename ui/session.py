@@ -7,6 +7,12 @@ bring hundreds of updates in one loop iteration) into one ``roomChanged`` per ro
 (:mod:`sync.watch`), which turns time and changes into phase, post and comment events,
 publishes our presence and records finished focus sessions.
 
+A tick must cost next to nothing with dozens of rooms: :attr:`Session.room_cache` (a
+:class:`sync.watch.RoomCache`, shared by the watcher and the view-models) keeps the room list,
+each room's timer inputs, boards and our tasks, and re-reads each only when its part of a
+document changed or something was committed to the store; the tick itself asks the store one
+tiny question (has anything been committed?) and works out only the running timers.
+
 Everything runs on the one asyncio loop that qasync shares with Qt; engine callbacks arrive on
 it, so signals are emitted directly.
 """
@@ -23,7 +29,7 @@ from focusmate.timer import Command, TimerState
 from focusmate.workspace import Workspace
 from sync.engine import SyncEngine
 from sync.relay_link import Event
-from sync.watch import BoardAndTimerReporter, PresenceKeeper
+from sync.watch import BoardAndTimerReporter, PresenceKeeper, RoomCache
 
 log = logging.getLogger("focusmate.ui")
 TICK_MS = 250
@@ -70,14 +76,16 @@ class Session(QObject):
         )
         self.peers: dict[str, dict[str, Any]] = {}  # LAN peers seen: user id -> last advert
         self.link_state: dict[str, bool] = {link.url: False for link in self.engine.links}
+        # What the tick, the watcher and the view-models read, re-read only when it changed.
+        self.room_cache = RoomCache(workspace)
+        self.room_cache.sync()
         self._reporter = BoardAndTimerReporter(
-            workspace, self._on_watch_event, now_for=self.engine.now_for
+            workspace, self._on_watch_event, now_for=self.engine.now_for, cache=self.room_cache
         )
-        self.presence_keeper = PresenceKeeper(workspace, self.engine)
+        self.presence_keeper = PresenceKeeper(workspace, self.engine, cache=self.room_cache)
         self._reporter.on_timer = self.presence_keeper
         self._dirty: set[str] = set()
         self._boards_due: set[str] = set()
-        self._room_ids = frozenset(workspace.store.active_room_ids())
         self._coalesce = QTimer(self, singleShot=True, interval=COALESCE_MS)
         self._coalesce.timeout.connect(self._flush)
         self._tick = QTimer(self, interval=tick_ms)
@@ -134,11 +142,9 @@ class Session(QObject):
         """Redraw countdowns, notice phase changes and rooms joined elsewhere. Tests with an
         injected clock call it after moving the clock."""
         try:
-            room_ids = frozenset(self.workspace.store.active_room_ids())
-            if room_ids != self._room_ids:
-                self._room_ids = room_ids
+            if self.room_cache.sync():  # re-reads rooms and tasks only if the store changed
                 self.roomsChanged.emit()
-            self._reporter.check(self._take_dirty_rooms())
+            self._reporter.check(self._take_dirty_rooms(), sync=False)
         except Exception:
             log.exception("ui.tick_failed")
         self.ticked.emit()
@@ -158,7 +164,7 @@ class Session(QObject):
 
     def note_rooms_changed(self) -> None:
         """A room was created, joined, left or deleted from this window."""
-        self._room_ids = frozenset(self.workspace.store.active_room_ids())
+        self.room_cache.reload()
         self.roomsChanged.emit()
 
     def _on_change(self, doc_id: str, origin: str) -> None:
@@ -168,11 +174,12 @@ class Session(QObject):
 
     def _flush(self) -> None:
         changed = set(self._dirty)
+        room_ids = self.room_cache.room_ids
         for doc_id in sorted(changed):
             self.documentChanged.emit(doc_id)
-            if doc_id in self._room_ids:
+            if doc_id in room_ids:
                 self.roomChanged.emit(doc_id)
-        self._boards_due |= changed & self._room_ids
+        self._boards_due |= changed & room_ids
         self._dirty.clear()
 
     def _take_dirty_rooms(self) -> set[str]:

@@ -363,3 +363,33 @@ def test_space_on_a_focused_button_presses_it_instead_of_starting_the_timer(
             await s.stop()
 
     run(qloop, scenario())
+
+
+def test_only_the_room_on_screen_keeps_redrawing(
+    tmp_path: Path, qloop: asyncio.AbstractEventLoop, qtbot: QtBot
+) -> None:
+    clock = FakeClock()
+    ws = workspace(tmp_path / "two", clock=clock, name="Two")
+    ws.mark_onboarded()
+    rooms = [ws.create_room(name)[0] for name in ("First", "Second")]
+    s = session(ws)
+
+    async def scenario() -> None:
+        await s.start()
+        try:
+            w = window(s, qtbot, tmp_path)
+            w.show_room(rooms[0].room_id)
+            await room_page(w).vm.toggle()  # the first room's timer runs
+            w.show_room(rooms[1].room_id)
+            first = w.room_models[rooms[0].room_id]
+            redraws: list[int] = []
+            first.timerChanged.connect(lambda: redraws.append(1))
+            clock.advance(5)
+            s.tick()
+            assert redraws == []  # off screen: not re-read every tick
+            w.show_room(rooms[0].room_id)
+            assert redraws and first.timer.remaining_text == "24:55"  # caught up at once
+        finally:
+            await s.stop()
+
+    run(qloop, scenario())

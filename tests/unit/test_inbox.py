@@ -42,3 +42,31 @@ def test_received_messages_are_stored_once_and_reading_queues_receipts(tmp_path:
     assert inbox.read_receipts_due() == {alice.user_id: [envelope.id]}
     inbox.receipts_sent([envelope.id])
     assert inbox.read_receipts_due() == {}
+
+
+def test_summaries_give_each_conversations_last_message_and_unread_count(tmp_path: Path) -> None:
+    alice, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
+    clock = FakeClock()
+    inbox = Inbox(Store(tmp_path / "alice.db"), alice, clock)
+    bobs = Inbox(Store(tmp_path / "bob.db"), bob, clock)
+    assert inbox.summaries() == {}
+    inbox.send(bob.public, "first")
+    clock.advance(1)
+    for text in ("one", "two"):
+        bobs.send(alice.public, text)
+        clock.advance(1)
+    for envelope in bobs.queued():
+        inbox.receive(envelope)
+    inbox.send(carol.public, "hello carol")
+    summaries = inbox.summaries()
+    assert set(summaries) == {bob.user_id, carol.user_id}
+    assert (summaries[bob.user_id].last.text, summaries[bob.user_id].unread) == ("two", 2)
+    assert summaries[bob.user_id].last == inbox.conversation(bob.user_id)[-1]
+    assert (summaries[carol.user_id].last.text, summaries[carol.user_id].unread) == (
+        "hello carol",
+        0,
+    )
+    assert summaries[carol.user_id].last.outgoing
+    inbox.mark_read(bob.user_id)
+    assert inbox.summaries()[bob.user_id].unread == 0
+    assert {peer: s.unread for peer, s in inbox.summaries().items()} == inbox.conversations()

@@ -1,8 +1,10 @@
 """The window's own state: first run, the sidebar's rooms, LAN peers, and the window title.
 
 The sidebar shows each room's live phase and remaining time, so :class:`RoomListModel` refreshes
-its rows on every session tick (reading a timer is cheap) and rebuilds them only when rooms come
-or go. Creating and joining rooms happen here because they change the sidebar first.
+its rows on every session tick and rebuilds them only when rooms come or go. A tick reads no
+document and no table: the room list, names and timer states come from the session's room cache
+(re-read only when they changed), and only running timers are worked out again. Creating and
+joining rooms happen here because they change the sidebar first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from PySide6.QtCore import (
 )
 
 from focusmate.errors import FocusMateError
-from focusmate.room import Room
 from focusmate.timer import Phase, Status, TimerView
 from ui.session import Session
 
@@ -57,10 +58,11 @@ class RoomRow:
         return f"{PHASE_NAMES[self.phase]} · {self.remaining}{paused}"
 
 
-def room_row(room: Room, view: TimerView | None) -> RoomRow:
+def room_row(room_id: str, name: str, view: TimerView | None) -> RoomRow:
+    """A room's row; ``view`` is None while the room has not arrived (it has no name yet)."""
     if view is None:
-        return RoomRow(room.room_id, room.room_id[:8], None, None, "")
-    return RoomRow(room.room_id, room.name, view.phase, view.status, clock_text(view.remaining_s))
+        return RoomRow(room_id, room_id[:8], None, None, "")
+    return RoomRow(room_id, name, view.phase, view.status, clock_text(view.remaining_s))
 
 
 class RoomListModel(QAbstractListModel):
@@ -79,12 +81,16 @@ class RoomListModel(QAbstractListModel):
         session.ticked.connect(self.refresh)
 
     def _read(self) -> list[RoomRow]:
+        cache = self.session.room_cache  # re-reads a room only when its document changed
         rows = []
-        for room in self.session.workspace.rooms():
-            if room.deleted:
+        for room in cache.rooms():
+            current = cache.timer(room)
+            if current.deleted:
                 continue
-            view = room.timer_view(now=self.session.now_for(room.room_id)) if room.exists else None
-            rows.append(room_row(room, view))
+            view = None
+            if current.exists:
+                view = cache.timer_view(room, now=self.session.now_for(room.room_id))
+            rows.append(room_row(room.room_id, current.name, view))
         return rows
 
     def reload(self) -> None:

@@ -1,10 +1,16 @@
 """The room board as the app shows it: posts with their comments and likes, as snapshots.
 
 Reading a board checks the signature of every post, comment and like (about 0.2 ms a record
-here, ~0.2 s for 1,000 posts the first time). So the board is re-read only when the session says
-this room's document changed, and the workspace remembers each signature's verdict
-(:class:`focusmate.identity.VerdictCache`): a re-read of 1,000 unchanged posts costs ~40 ms.
-Only the newest :data:`PAGE` posts are turned into snapshots until the user asks for more.
+here, ~0.2 s for 1,000 posts the first time). So the board is read through the session's room
+cache (:class:`sync.watch.RoomCache`), which re-reads it only when the board's part of the room
+document changed — not when the timer or the settings did, though they share the document — and
+shares that read with the watcher that announces new posts. The workspace also remembers each
+signature's verdict (:class:`focusmate.identity.VerdictCache`): a re-read of 1,000 unchanged
+posts costs ~40 ms. Only the newest :data:`PAGE` posts are turned into snapshots until the user
+asks for more, and a snapshot equal to the previous one is not published.
+
+While its page is hidden (:meth:`BoardViewModel.set_active`) the board neither re-reads nor
+re-renders its relative times; it catches up when shown again.
 """
 
 from __future__ import annotations
@@ -88,9 +94,12 @@ class BoardViewModel(QObject):
         self.room_id = room_id
         self._me = session.workspace.user_id
         self._board: Board | None = None
-        self._posts: list[Post] = []
+        self._posts: tuple[Post, ...] = ()  # as the room cache read them (one shared tuple)
+        self._read: tuple[Post, ...] | None = None  # the read the snapshot was made from
         self._known: set[str] | None = None  # ids of posts and comments read so far
         self._shown = PAGE
+        self._active = True  # shown: see set_active
+        self._stale = False  # the room changed while inactive
         self._minute = self._now_minute()
         self.snapshot = BoardSnapshot(posts=(), older=0)
         session.roomChanged.connect(self._on_room_changed)
@@ -99,18 +108,42 @@ class BoardViewModel(QObject):
 
     # -- reading --------------------------------------------------------------------------------
 
+    def set_active(self, active: bool) -> None:
+        """Whether the board is on screen (the default). An inactive board skips re-reads and
+        once-a-minute re-renders; activating it catches up on both."""
+        if active == self._active:
+            return
+        self._active = active
+        if active:
+            if self._stale:
+                self.refresh()
+            if self._now_minute() != self._minute:
+                self._publish()
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
     def refresh(self) -> None:
-        """Re-read the board (checking new signatures) and publish a new snapshot."""
+        """Re-read the board if its part of the room changed (checking new signatures), and
+        publish a new snapshot if it differs."""
+        self._stale = False
         board = self._open_board()
-        self._posts = board.posts() if board is not None else []
-        items = [(p.post_id, p.author) for p in self._posts]
-        items += [(c.comment_id, c.author) for p in self._posts for c in p.comments]
+        posts = self._session.room_cache.posts(board.room) if board is not None else ()
+        if posts is self._read:
+            return  # nothing on the board changed (a timer command, a settings edit)
+        self._read = self._posts = posts
+        # (id, genuinely ours): one that only claims to be ours is an arrival like any other
+        items = [(p.post_id, p.verified and p.author == self._me) for p in self._posts]
+        items += [
+            (c.comment_id, c.verified and c.author == self._me)
+            for p in self._posts
+            for c in p.comments
+        ]
         known, self._known = self._known, {item_id for item_id, _ in items}
         self._publish()
         if known is not None:
-            fresh = sum(
-                1 for item_id, author in items if author != self._me and item_id not in known
-            )
+            fresh = sum(1 for item_id, mine in items if not mine and item_id not in known)
             if fresh:
                 self.arrived.emit(fresh)
 
@@ -132,11 +165,13 @@ class BoardViewModel(QObject):
         now = self._session.workspace.now()
         self._minute = self._now_minute()
         shown = self._posts[: self._shown]
-        self.snapshot = BoardSnapshot(
+        snapshot = BoardSnapshot(
             posts=tuple(self._post_item(p, now) for p in shown),
             older=len(self._posts) - len(shown),
         )
-        self.changed.emit()
+        if snapshot != self.snapshot:
+            self.snapshot = snapshot
+            self.changed.emit()
 
     def _post_item(self, post: Post, now: float) -> PostItem:
         return PostItem(
@@ -163,11 +198,15 @@ class BoardViewModel(QObject):
         )
 
     def _on_room_changed(self, room_id: str) -> None:
-        if room_id == self.room_id:
+        if room_id != self.room_id:
+            return
+        if self._active:
             self.refresh()
+        else:
+            self._stale = True  # read when shown again
 
     def _on_tick(self) -> None:
-        if self._now_minute() != self._minute:
+        if self._active and self._now_minute() != self._minute:
             self._publish()  # "5 min ago" becomes "6 min ago"; nothing is re-read
 
     def _now_minute(self) -> int:

@@ -6,6 +6,12 @@ a received message is never hidden, but cannot be answered until we share a room
 no key to encrypt for them). Opening a conversation marks it read only while the page is
 visible, so messages that arrive while the user looks elsewhere keep the unread badge lit.
 
+What is read, and when: the list (each conversation's last message and unread count, one query,
+:meth:`focusmate.inbox.Inbox.summaries`) when a message arrives, leaves or changes state, or when
+the people we share rooms with may have changed (rooms came or went, or a room's members
+changed — not on every timer or board change); the open conversation's whole history only while
+the page is visible, and once more when it is shown again.
+
 Safety numbers: the core has no fingerprint helper, so this module derives one from both
 people's public keys (sorted, so both sides compute the same digits). If the two people see
 the same number, the keys each app encrypts to are really the other's.
@@ -14,7 +20,7 @@ the same number, the keys each app encrypts to are really the other's.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -22,7 +28,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from focusmate.dm import normalize_text
 from focusmate.errors import FocusMateError
 from focusmate.identity import PublicIdentity
-from focusmate.inbox import DirectMessage
+from focusmate.inbox import ConversationSummary, DirectMessage
 from ui.session import Session
 
 STATE_LABELS = {
@@ -116,12 +122,13 @@ class MessagesViewModel(QObject):
         self._conversations: tuple[ConversationItem, ...] = ()
         self._current: OpenConversation | None = None
         self._unread = 0
+        self._members_seen: dict[str, int] = {}  # room id -> its members' change count, read
         # A relay catch-up brings many receipts in one loop iteration: redraw once for all.
         self._pending = QTimer(self, singleShot=True, interval=0)
         self._pending.timeout.connect(self.refresh)
         session.messagesChanged.connect(self._pending.start)
         session.roomsChanged.connect(self._pending.start)
-        session.roomChanged.connect(self._pending.start)
+        session.roomChanged.connect(self._on_room_changed)
         self.refresh()
 
     # -- snapshots ------------------------------------------------------------------------------
@@ -160,7 +167,8 @@ class MessagesViewModel(QObject):
     # -- commands -------------------------------------------------------------------------------
 
     def set_visible(self, visible: bool) -> None:
-        """The page was shown or hidden; only a visible page reads messages."""
+        """The page was shown or hidden; only a visible page reads (and marks read) the open
+        conversation. The list and the unread total stay current either way."""
         if visible == self._visible:
             return
         self._visible = visible
@@ -194,21 +202,24 @@ class MessagesViewModel(QObject):
         return True
 
     def refresh(self) -> None:
-        """Re-read contacts, conversations and the open conversation from the profile."""
+        """Re-read contacts and the conversation list, and the open conversation if the page is
+        visible."""
         self._pending.stop()
         workspace = self._session.workspace
         inbox = workspace.inbox
         try:
             self._contacts = workspace.contacts()
             names = self._member_names()
-            if self._visible and self._selected is not None:
+            summaries = inbox.summaries()
+            opened = summaries.get(self._selected) if self._selected is not None else None
+            if self._visible and self._selected is not None and opened and opened.unread:
                 inbox.mark_read(self._selected)  # the engine sends the receipts
-            unread = inbox.conversations()
+                summaries[self._selected] = replace(opened, unread=0)
             now = workspace.now()
             items = []
-            for peer in set(self._contacts) | set(unread):
-                history = inbox.conversation(peer)
-                last = history[-1] if history else None
+            for peer in set(self._contacts) | set(summaries):
+                summary: ConversationSummary | None = summaries.get(peer)
+                last = summary.last if summary is not None else None
                 items.append(
                     ConversationItem(
                         peer_id=peer,
@@ -216,12 +227,15 @@ class MessagesViewModel(QObject):
                         preview=_preview(last) if last else "",
                         time=time_text(last.sent_at, now) if last else "",
                         last_at=last.sent_at if last else 0.0,
-                        unread=unread.get(peer, 0),
+                        unread=summary.unread if summary is not None else 0,
                         can_reply=peer in self._contacts,
                     )
                 )
                 if peer == self._selected:
-                    self._open_snapshot(items[-1], history, now)
+                    if self._visible:
+                        self._open_snapshot(items[-1], inbox.conversation(peer), now)
+                    elif self._current is not None and self._current.peer_id != peer:
+                        self._set_current(None)  # another one was opened: read when shown
         except FocusMateError as err:
             self.error.emit(str(err))
             return
@@ -279,11 +293,25 @@ class MessagesViewModel(QObject):
             self._current = current
             self.conversationChanged.emit()
 
+    def _on_room_changed(self, room_id: str) -> None:
+        """A room's document changed: the list only depends on who is in it."""
+        cache = self._session.room_cache
+        room = cache.room(room_id)
+        if room is None:
+            return  # not one of our rooms (any more): roomsChanged says so
+        count = cache.member_changes(room)
+        if self._members_seen.get(room_id) != count:
+            self._members_seen[room_id] = count
+            self._pending.start()
+
     def _member_names(self) -> dict[str, str]:
         """What each person calls themselves in our rooms; a current membership wins."""
         names: dict[str, str] = {}
         active: set[str] = set()
+        cache = self._session.room_cache
+        self._members_seen = {}
         for room in self._session.workspace.rooms():
+            self._members_seen[room.room_id] = cache.member_changes(room)
             for member in room.members().values():
                 if member.name and (member.active or member.user_id not in active):
                     names[member.user_id] = member.name

@@ -134,6 +134,7 @@ class RoomViewModel(QObject):
         self._workspace = session.workspace
         self._room = self._workspace.find_room(room_id)
         self._gone = False
+        self._active = True  # on screen: the countdown is redrawn every tick
         self._config = self._room.settings.timer_config()
         self._usable = self._room.exists and not self._room.deleted
         self._timer = self._read_timer()
@@ -349,8 +350,16 @@ class RoomViewModel(QObject):
             self._snapshot = snapshot
             self.changed.emit()
 
+    def set_active(self, active: bool) -> None:
+        """Whether the room's page is on screen (the default). Off screen the timer is not
+        re-read every tick; coming back catches up at once."""
+        self._active = active
+        if active and not self._gone:
+            self._update_timer()
+            self._update_room()
+
     def _on_tick(self) -> None:
-        if self._gone:
+        if self._gone or not self._active:
             return
         self._update_timer()
         mine = next((p for p in self._snapshot.participants if p.is_you), None)

@@ -250,9 +250,13 @@ class MainWindow(QMainWindow):
             self.content.setCurrentWidget(self.empty)
 
     def _page_changed(self) -> None:
-        self.models.messages.set_visible(
-            self.content.currentWidget() is self.messages_page and self.isVisible()
-        )
+        """Only what is on screen keeps redrawing: hidden room pages and boards rest."""
+        current, shown = self.content.currentWidget(), self.isVisible()
+        self.models.messages.set_visible(current is self.messages_page and shown)
+        for room_id, page in self.room_pages.items():
+            active = page is current and shown
+            self.room_models[room_id].set_active(active)
+            self.board_models[room_id].set_active(active)
         self._update_actions()
 
     def _update_actions(self) -> None:
@@ -332,7 +336,7 @@ class MainWindow(QMainWindow):
 
     def hideEvent(self, event: Any) -> None:
         super().hideEvent(event)
-        self.models.messages.set_visible(False)
+        self._page_changed()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """With a tray the window hides and FocusMate keeps the timer; without one, closing
