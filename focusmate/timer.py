@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 from types import MappingProxyType
-from typing import NamedTuple, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 from focusmate.errors import IllegalTransitionError, ValidationError
 
@@ -555,3 +555,17 @@ def segments(
             found.append(Segment(current.phase, current.round, stretch_start, phase_end, True))
         current = advance(current, config, now=phase_end)
     return found
+
+
+PHASE_NAMES: Final[Mapping[Phase, str]] = MappingProxyType(
+    {Phase.FOCUS: "Focus", Phase.SHORT_BREAK: "Short break", Phase.LONG_BREAK: "Long break"}
+)
+"""What each phase is called on screen (the CLI lowercases them mid-sentence)."""
+
+
+def clock_text(seconds: float) -> str:
+    """Remaining time as every countdown shows it, ``mm:ss`` rounded up: a fresh 25-minute phase
+    reads 25:00 and its last fraction of a second 00:01 (float noise below a millisecond is not
+    a second)."""
+    whole = max(math.ceil(round(seconds, 3)), 0)
+    return f"{whole // 60:02d}:{whole % 60:02d}"

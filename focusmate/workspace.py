@@ -176,6 +176,19 @@ class Workspace:
                     continue  # a member entry whose keys do not match its id: not a contact
         return found
 
+    def member_names(self) -> dict[str, str]:
+        """What each person calls themselves in our rooms, by user id; a current membership's
+        name wins over a left one's, so everyone is named the same everywhere."""
+        names: dict[str, str] = {}
+        active: set[str] = set()
+        for room in self.rooms():
+            for member in room.members().values():
+                if member.name and (member.active or member.user_id not in active):
+                    names[member.user_id] = member.name
+                    if member.active:
+                        active.add(member.user_id)
+        return names
+
     def contact(self, ref: str) -> PublicIdentity:
         """A contact by user id or by the name they go by in a shared room."""
         contacts = self.contacts()

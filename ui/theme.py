@@ -26,6 +26,7 @@ __all__ = [
     "apply_theme",
     "error_color",
     "is_dark",
+    "palette_is_dark",
     "phase_color",
     "status_color",
     "stylesheet",
@@ -88,7 +89,12 @@ def is_dark(app: QGuiApplication | None = None) -> bool:
     app = app or _running_app()
     if app is None:
         return False
-    return app.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    return palette_is_dark(app.palette())
+
+
+def palette_is_dark(palette: QPalette) -> bool:
+    """Whether ``palette`` draws light on dark (a widget's own palette, in a paint event)."""
+    return palette.color(QPalette.ColorRole.Window).lightness() < 128
 
 
 def apply_theme(app: QApplication, theme: Theme) -> None:

@@ -9,18 +9,7 @@ from typing import Any, TextIO
 
 from focusmate.board import Post
 from focusmate.room import Room
-from focusmate.timer import Phase, Status, TimerView
-
-PHASE_NAMES = {
-    Phase.FOCUS: "focus",
-    Phase.SHORT_BREAK: "short break",
-    Phase.LONG_BREAK: "long break",
-}
-
-
-def mmss(seconds: float) -> str:
-    whole = max(0, int(seconds + 0.999))  # 0.2 s left still shows 00:01
-    return f"{whole // 60:02d}:{whole % 60:02d}"
+from focusmate.timer import PHASE_NAMES, Status, TimerView, clock_text
 
 
 def local_time(instant: float) -> str:
@@ -44,14 +33,14 @@ def timer_dict(view: TimerView) -> dict[str, Any]:
 
 
 def timer_line(view: TimerView) -> str:
-    phase = PHASE_NAMES[view.phase]
+    phase = PHASE_NAMES[view.phase].lower()
     where = f"{phase}, round {view.round}/{view.rounds_before_long}"
     if view.status is Status.RUNNING:
         ends = f", ends {local_time(view.ends_at)}" if view.ends_at is not None else ""
-        return f"{mmss(view.remaining_s)} left of {where} (running{ends})"
+        return f"{clock_text(view.remaining_s)} left of {where} (running{ends})"
     if view.status is Status.PAUSED:
-        return f"{mmss(view.remaining_s)} left of {where} (paused)"
-    return f"{where}, {mmss(view.remaining_s)} (not started)"
+        return f"{clock_text(view.remaining_s)} left of {where} (paused)"
+    return f"{where}, {clock_text(view.remaining_s)} (not started)"
 
 
 def room_dict(room: Room, *, now: float, invite: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -22,20 +22,8 @@ from PySide6.QtCore import (
 )
 
 from focusmate.errors import FocusMateError
-from focusmate.timer import Phase, Status, TimerView
+from focusmate.timer import PHASE_NAMES, Phase, Status, TimerView, clock_text
 from ui.session import Session
-
-PHASE_NAMES = {
-    Phase.FOCUS: "Focus",
-    Phase.SHORT_BREAK: "Short break",
-    Phase.LONG_BREAK: "Long break",
-}
-
-
-def clock_text(seconds: float) -> str:
-    """Remaining time as a countdown shows it: whole seconds rounded up, mm:ss."""
-    whole = max(0, int(-(-seconds // 1)))
-    return f"{whole // 60:02d}:{whole % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -244,15 +232,8 @@ class AppViewModel(QObject):
 
     # -- LAN peers ------------------------------------------------------------------------------
 
-    def _names(self) -> dict[str, str]:
-        names = {}
-        for room in self.session.workspace.rooms():
-            for user_id, member in room.members().items():
-                names[user_id] = member.name
-        return names
-
     def lan_peers(self) -> list[LanPeer]:
-        names = self._names()
+        names = self.session.workspace.member_names()
         offers: dict[str, list[str]] = {}
         for offer in self.lan_offers():
             offers.setdefault(offer.peer_id, []).append(offer.room_name)
@@ -266,7 +247,7 @@ class AppViewModel(QObject):
 
     def lan_offers(self) -> list[LanOffer]:
         """Rooms offered by people on the LAN that we are not in yet."""
-        names = self._names()
+        names = self.session.workspace.member_names()
         return [
             LanOffer(
                 room_name=invite.name_hint or invite.room_id[:8],

@@ -306,18 +306,11 @@ class MessagesViewModel(QObject):
 
     def _member_names(self) -> dict[str, str]:
         """What each person calls themselves in our rooms; a current membership wins."""
-        names: dict[str, str] = {}
-        active: set[str] = set()
         cache = self._session.room_cache
-        self._members_seen = {}
-        for room in self._session.workspace.rooms():
-            self._members_seen[room.room_id] = cache.member_changes(room)
-            for member in room.members().values():
-                if member.name and (member.active or member.user_id not in active):
-                    names[member.user_id] = member.name
-                    if member.active:
-                        active.add(member.user_id)
-        return names
+        self._members_seen = {
+            room.room_id: cache.member_changes(room) for room in self._session.workspace.rooms()
+        }
+        return self._session.workspace.member_names()
 
     def _name_of(self, peer_id: str) -> str:
         return next((c.name for c in self._conversations if c.peer_id == peer_id), peer_id)

@@ -121,15 +121,7 @@ class NoticeCenter(QObject):
 
     def _on_dm(self, event: dict[str, Any]) -> None:
         sender = str(event["from"])
-        name = next(
-            (
-                m.name
-                for r in self.session.workspace.rooms()
-                for uid, m in r.members().items()
-                if uid == sender
-            ),
-            sender[:11],
-        )
+        name = self.session.workspace.member_names().get(sender, sender[:11])
         self.notify(EventKind.DM_RECEIVED, f"Message from {name}", str(event["text"]))
 
     def _room_name(self, room_id: str) -> str:

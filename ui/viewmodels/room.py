@@ -8,7 +8,6 @@ before a signal goes out, so an idle room costs its widgets nothing.
 
 from __future__ import annotations
 
-import math
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -17,15 +16,19 @@ from PySide6.QtCore import QObject, Signal
 
 from focusmate.errors import FocusMateError
 from focusmate.room import LIMITS, RoomSettings
-from focusmate.timer import Command, Phase, Status, TimerView, allowed_commands, view
+from focusmate.timer import (
+    PHASE_NAMES,
+    Command,
+    Phase,
+    Status,
+    TimerView,
+    allowed_commands,
+    clock_text,
+    view,
+)
 from sync.presence import MAX_TASK_CHARS, STATUSES, status_for
 from ui.session import Session
 
-PHASE_LABELS = {
-    Phase.FOCUS: "Focus",
-    Phase.SHORT_BREAK: "Short break",
-    Phase.LONG_BREAK: "Long break",
-}
 STATUS_LABELS = {
     "focusing": "Focusing",
     "break": "On a break",
@@ -44,12 +47,6 @@ _SETTING_RULES = {
 _PRIMARY = (Command.START, Command.PAUSE, Command.RESUME)
 
 
-def format_remaining(seconds: float) -> str:
-    """``mm:ss``, rounded up, so a fresh 25-minute phase reads 25:00 and the last second 00:01."""
-    whole = max(math.ceil(round(seconds, 3)), 0)
-    return f"{whole // 60:02d}:{whole % 60:02d}"
-
-
 @dataclass(frozen=True)
 class TimerSnapshot:
     phase: Phase
@@ -65,7 +62,7 @@ class TimerSnapshot:
 
     @property
     def phase_label(self) -> str:
-        return PHASE_LABELS[self.phase]
+        return PHASE_NAMES[self.phase]
 
     @property
     def status_label(self) -> str:
@@ -281,7 +278,7 @@ class RoomViewModel(QObject):
             progress=current.progress,
             round=current.round,
             rounds_before_long=current.rounds_before_long,
-            remaining_text=format_remaining(current.remaining_s),
+            remaining_text=clock_text(current.remaining_s),
             # Reset is allowed but means nothing on a timer that has not moved yet.
             commands=allowed - {Command.RESET} if fresh else allowed,
         )

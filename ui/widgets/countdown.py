@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QStyle, QStyleOptionFocusRect, QWidget
 
 from focusmate.timer import Status
-from ui.theme import phase_color
+from ui.theme import palette_is_dark, phase_color
 from ui.viewmodels.room import TimerSnapshot
 
 _FULL_CIRCLE = 360 * 16  # QPainter angles are in 1/16 degree
@@ -79,7 +79,7 @@ class CountdownWidget(QWidget):
             side - 2 * inset,
         )
         palette = self.palette()
-        dark = palette.color(QPalette.ColorRole.Window).lightness() < 128
+        dark = palette_is_dark(palette)
         colour = phase_color(snapshot.phase, dark=dark)
         if snapshot.status is not Status.RUNNING:
             colour = _muted(colour)

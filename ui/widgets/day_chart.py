@@ -15,7 +15,7 @@ from PySide6.QtGui import QCursor, QPainter, QPalette
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from focusmate.timer import Phase
-from ui.theme import phase_color
+from ui.theme import palette_is_dark, phase_color
 from ui.viewmodels.stats import DayBar
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -121,7 +121,7 @@ class DayChart(QChartView):
 
     def _dark(self) -> bool:
         # This widget's palette, not the app's: it is what a PaletteChange brings.
-        return self.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        return palette_is_dark(self.palette())
 
     def _apply_theme(self) -> None:
         chart = self.chart()

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from focusmate.stats import TASK_MAX
 from focusmate.timer import Command, Phase
-from ui.theme import phase_color
+from ui.theme import palette_is_dark, phase_color
 from ui.viewmodels.room import Participant, RoomViewModel
 from ui.widgets.countdown import CountdownWidget
 from ui.widgets.invite_dialog import InviteDialog
@@ -206,7 +206,7 @@ class RoomPage(QWidget):
         pixmap.fill(Qt.GlobalColor.transparent)
         palette = self.palette()
         phase = _DOT_PHASE.get(status)
-        dark = palette.color(QPalette.ColorRole.Window).lightness() < 128
+        dark = palette_is_dark(palette)
         if phase is not None:
             colour = phase_color(phase, dark=dark)
         else:

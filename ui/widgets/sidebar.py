@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from focusmate.timer import Status
-from ui.theme import phase_color
+from ui.theme import palette_is_dark, phase_color
 from ui.viewmodels.app import AppViewModel, RoomListModel, RoomRow
 
 MESSAGES, STATS = "messages", "stats"
@@ -55,7 +55,7 @@ class RoomDelegate(QStyledItemDelegate):
         rect: QRect = option.rect.adjusted(8, 4, -8, -4)
         metrics = option.fontMetrics
         dot = max(8, metrics.height() // 2)
-        dark = option.palette.color(QPalette.ColorRole.Window).lightness() < 128
+        dark = palette_is_dark(option.palette)
         colour = QColor(option.palette.color(QPalette.ColorRole.PlaceholderText))
         if row.phase is not None and row.status is Status.RUNNING:
             colour = phase_color(row.phase, dark=dark)
