@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from PySide6.QtGui import QImage
@@ -25,3 +28,20 @@ def test_every_main_view_is_captured_and_shows_something(
             for y in range(0, image.height(), 5)
         }
         assert len(colours) > 16, f"{path.name} is nearly blank"
+
+
+def test_the_app_draws_at_200_percent_scaling(tmp_path: Path) -> None:
+    """A HiDPI run end to end (Qt reads the scale factor at start-up, hence a process)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ui.screenshots", str(tmp_path), "--scale", "2", "--theme", "dark"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    room = QImage(str(tmp_path / "room.png"))
+    assert (room.width(), room.height()) == (2400, 1520)  # the 1200x760 window, at 2x
