@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[desktop,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[desktop,dev,packaging]'
 	touch $(STAMP)
 
 run: $(STAMP)
