@@ -393,3 +393,41 @@ def test_only_the_room_on_screen_keeps_redrawing(
             await s.stop()
 
     run(qloop, scenario())
+
+
+def test_with_a_tray_the_timer_and_its_controls_are_in_the_tray_and_closing_hides(
+    tmp_path: Path, qloop: asyncio.AbstractEventLoop, qtbot: QtBot
+) -> None:
+    """Desktops with a tray (not this offscreen one) get the remaining time and quick controls
+    there, and closing the window keeps FocusMate running."""
+    clock = FakeClock()
+    ws = workspace(tmp_path / "tray", clock=clock, name="Tray")
+    ws.mark_onboarded()
+    room, _ = ws.create_room("Tray room")
+    s = session(ws)
+
+    async def scenario() -> None:
+        await s.start()
+        try:
+            w = build_window(s, tz=UTC, cache_dir=tmp_path / "cache", tray=True)
+            qtbot.addWidget(w)
+            w.show()
+            assert w.tray is not None
+            menu = w.tray.contextMenu()
+            assert menu is not None
+            texts = [a.text() for a in menu.actions()]
+            assert "&Start / Pause" in texts and "S&kip phase" in texts and "&Quit" in texts
+            w.show_room(room.room_id)
+            await room_page(w).vm.toggle()
+            s.tick()
+            assert w.tray.toolTip().startswith("25:00 · Focus · Tray room")
+            quit_requests: list[bool] = []
+            w.quitRequested.connect(lambda: quit_requests.append(True))
+            w.tray.setVisible(True)
+            if w.tray.isVisible():  # (only where the platform really shows a tray icon)
+                w.close()
+                assert not w.isVisible() and not quit_requests
+        finally:
+            await s.stop()
+
+    run(qloop, scenario())
