@@ -36,16 +36,32 @@ from ui.widgets.main_window import MainWindow, Models
 from ui.widgets.tray import tray_available
 
 APP_NAME = "FocusMate"
-ICON = Path(__file__).parent / "assets" / "focusmate.svg"
+ASSETS = Path(__file__).parent / "assets"
 
 
-def run_app(workspace: Workspace, *, relays: tuple[str, ...] | None, lan: bool | None) -> int:
-    """Open the window on ``workspace`` and run until the user quits; the exit code."""
+def app_icon() -> QIcon:
+    """The SVG icon, or its PNG rendering where Qt's SVG plugin is missing."""
+    icon = QIcon(str(ASSETS / "focusmate.svg"))
+    if icon.pixmap(64).isNull():  # no SVG image plugin here: use the PNG
+        icon = QIcon(str(ASSETS / "focusmate.png"))
+    return icon
+
+
+def run_app(
+    workspace: Workspace,
+    *,
+    relays: tuple[str, ...] | None,
+    lan: bool | None,
+    snapshot: Path | None = None,
+) -> int:
+    """Open the window on ``workspace`` and run until the user quits; the exit code.
+    ``snapshot``: instead, save a PNG of the window there once it is up and quit (the desktop
+    bundle's smoke test sees the real window this way, with no display)."""
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
     app.setDesktopFileName("focusmate")
-    app.setWindowIcon(QIcon(str(ICON)))
+    app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)  # the window decides: to the tray, or quit
     apply_theme(app, workspace.settings.theme)
     loop = qasync.QEventLoop(app)
@@ -65,6 +81,8 @@ def run_app(workspace: Workspace, *, relays: tuple[str, ...] | None, lan: bool |
         window.quitRequested.connect(closed.set)
         window.show()
         try:
+            if snapshot is not None:
+                return await save_snapshot(session, window, snapshot)
             await closed.wait()
         finally:
             window.hide()
@@ -76,6 +94,34 @@ def run_app(workspace: Workspace, *, relays: tuple[str, ...] | None, lan: bool |
     for message in refused:
         QMessageBox.warning(None, APP_NAME, message)
     return code
+
+
+async def save_snapshot(session: Session, window: MainWindow, path: Path, ticks: int = 2) -> int:
+    """Save ``window`` as a PNG at ``path`` once ``ticks`` session ticks ran (the countdowns and
+    the room list have been drawn from live state by then); the exit code."""
+    ran = asyncio.Event()
+    count = 0
+
+    def counted() -> None:
+        nonlocal count
+        count += 1
+        if count >= ticks:
+            ran.set()
+
+    session.ticked.connect(counted)
+    try:
+        await ran.wait()
+    finally:
+        session.ticked.disconnect(counted)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = window.grab().save(str(path), "PNG")
+    except OSError:
+        saved = False
+    if not saved:
+        print(f"focusmate: could not write the snapshot to {path}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_window(
@@ -92,6 +138,6 @@ def build_window(
         notices=NoticeCenter(session, system_available=has_tray, tz=tz),
         room=lambda room_id: (RoomViewModel(session, room_id), BoardViewModel(session, room_id)),
         chimes=ChimePlayer(cache_dir),
-        tray_icon=QIcon(str(ICON)) if has_tray else None,
+        tray_icon=app_icon() if has_tray else None,
     )
     return MainWindow(models)

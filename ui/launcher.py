@@ -13,12 +13,14 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import cast
 
 from focusmate import cli
 from focusmate.cli.commands import Context
 from focusmate.settings import parse_setting
 from sync.daemon import DaemonExtension
+from sync.doctor import DoctorExtension
 
 
 def display_problem(environ: dict[str, str] | None = None, platform: str = sys.platform) -> str:
@@ -44,6 +46,8 @@ class AppExtension:
         p = sub.add_parser("app", help="open the FocusMate window (what `focusmate` alone does)")
         p.add_argument("--relay", action="append", metavar="URL", help="sync through this relay")
         p.add_argument("--no-lan", action="store_true", help="no LAN discovery or LAN peers")
+        # Hidden: save a PNG of the window once it is up, then quit (the bundle's smoke test).
+        p.add_argument("--snapshot", type=Path, metavar="FILE", help=argparse.SUPPRESS)
 
     def run(self, ctx: Context) -> int:
         problem = display_problem()
@@ -57,7 +61,8 @@ class AppExtension:
         lan = False if getattr(ctx.args, "no_lan", False) else None
         from ui.app import run_app  # noqa: PLC0415 - Qt loads only when the window opens
 
-        return run_app(ctx.ws, relays=relays, lan=lan)
+        snapshot = getattr(ctx.args, "snapshot", None)
+        return run_app(ctx.ws, relays=relays, lan=lan, snapshot=snapshot)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         importlib.util.find_spec("qasync") is not None
     )
     extensions: list[cli.Extension] = [DaemonExtension()]
+    extensions.append(DoctorExtension())
     if has_qt:
         extensions.append(AppExtension())
     return cli.main(argv, extensions=extensions, default_command="app" if has_qt else None)

@@ -33,7 +33,9 @@ PASSPHRASE_ENV = "FOCUSMATE_PASSPHRASE"
 
 class Extension(Protocol):
     """More subcommands: ``add_commands`` extends the grammar, ``commands`` maps each
-    "command action" key (as in COMMANDS) to its handler."""
+    "command action" key (as in COMMANDS) to its handler. An extension may also have
+    ``unopened_commands``: key -> handler(args, profile_dir, stdout) for commands that run
+    without opening the profile."""
 
     @property
     def commands(self) -> Mapping[str, Callable[[Context], int]]: ...
@@ -64,7 +66,14 @@ def main(
     except SystemExit as exit_:
         return int(exit_.code or 0)
     profile_dir = Path(args.profile).expanduser() if args.profile else default_profile_dir()
+    key = f"{args.command} {getattr(args, 'action', '') or ''}".strip()
     try:
+        for extension in extensions:
+            # Commands that must not open the profile: `doctor` examines one that may be
+            # missing, damaged or sealed, and opening would create, stop at or change it.
+            unopened = getattr(extension, "unopened_commands", {})
+            if key in unopened:
+                return int(unopened[key](args, profile_dir, out))
         if args.command == "import":
             # A fresh profile adopts the exported identity before it would create its own.
             install_identity(profile_dir, read_export(Path(args.file)))
@@ -74,7 +83,6 @@ def main(
                 return commands[str(default_command)](ctx)
             if args.command is None:
                 return _overview(ctx, parser)
-            key = f"{args.command} {getattr(args, 'action', '') or ''}".strip()
             return commands[key](ctx)
     except FocusMateError as error:
         print(f"focusmate: {error}", file=err)

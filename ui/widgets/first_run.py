@@ -4,7 +4,7 @@ The identity (keys, user id) was already made silently; a name is all a person m
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from focusmate.profile import NAME_MAX
 from ui.viewmodels.app import AppViewModel
@@ -47,12 +47,20 @@ class FirstRunPage(QWidget):
         column.setSpacing(12)
         for widget in (heading, intro, prompt, self.name, self.error, self.start):
             column.addWidget(widget)
+        # About 60 characters wide (it scales with the font), centred by stretches: an
+        # alignment flag would size the wrapped introduction by its one-line hint and clip it.
+        width = self.fontMetrics().averageCharWidth() * 60
+        intro.setMinimumHeight(intro.heightForWidth(width))
         holder = QWidget()
         holder.setLayout(column)
-        holder.setMaximumWidth(520)
+        holder.setFixedWidth(width)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(holder)
+        row.addStretch(1)
         outer = QVBoxLayout(self)
         outer.addStretch(1)
-        outer.addWidget(holder, 0, Qt.AlignmentFlag.AlignHCenter)
+        outer.addLayout(row)
         outer.addStretch(2)
 
     def _finish(self) -> None:

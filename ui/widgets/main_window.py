@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self.tray = self._build_tray()
         self._connect()
         self.root.setCurrentWidget(self.main if self.vm.onboarded else self.first_run)
+        self.menuBar().setVisible(self.vm.onboarded)  # first run: one question, nothing else
         self._update_actions()
 
     # -- building -------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class MainWindow(QMainWindow):
         return tray
 
     def _connect(self) -> None:
-        self.first_run.finished.connect(lambda: self.root.setCurrentWidget(self.main))
+        self.first_run.finished.connect(self._onboarded)
         self.sidebar.roomPicked.connect(self.show_room)
         self.sidebar.pagePicked.connect(self.show_page)
         self.sidebar.createRoom.connect(self.create_room)
@@ -198,6 +199,10 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self)  # Space on a focused button: see eventFilter
+
+    def _onboarded(self) -> None:
+        self.root.setCurrentWidget(self.main)
+        self.menuBar().setVisible(True)
 
     # -- navigation -----------------------------------------------------------------------------
 
