@@ -40,6 +40,8 @@ from focusmate.identity import (
     canonical_json,
 )
 
+PASSPHRASE_ENV = "FOCUSMATE_PASSPHRASE"
+"""Where a non-interactive process (CLI, daemon, doctor) finds the passphrase of a sealed key."""
 FORMAT = "focusmate-identity"
 VERSION = 1
 SCRYPT_N = 2**15

@@ -26,9 +26,8 @@ from focusmate.cli.render import timer_line
 from focusmate.clock import Clock, SystemClock
 from focusmate.errors import FocusMateError
 from focusmate.export import install_identity, read_export
+from focusmate.keyfile import PASSPHRASE_ENV
 from focusmate.workspace import KEY_NAME, Workspace, default_profile_dir
-
-PASSPHRASE_ENV = "FOCUSMATE_PASSPHRASE"
 
 
 class Extension(Protocol):

@@ -14,14 +14,8 @@ import pytest
 
 from focusmate import keyfile
 from focusmate.clock import FakeClock
-from focusmate.doctor import (
-    Check,
-    Status,
-    check_profile,
-    exit_code,
-    render_text,
-    report_dict,
-)
+from focusmate.doctor import check_profile
+from focusmate.doctor_report import Check, Status, exit_code, render_text, report_dict
 from focusmate.migrations import SCHEMA_VERSION
 from focusmate.workspace import DB_NAME, KEY_NAME, Workspace
 
