@@ -10,16 +10,19 @@ all run on the main thread and nothing needs a lock.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
 
 import qasync
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QInputDialog, QLineEdit, QMessageBox
 
-from focusmate.clock import local_zone
+from focusmate.clock import Clock, SystemClock, local_zone
+from focusmate.keyfile import PASSPHRASE_ENV, PassphraseRequiredError, WrongPassphraseError
 from focusmate.workspace import Workspace
 from sync.engine_lock import AlreadyRunningError
 from ui.session import Session
@@ -47,14 +50,44 @@ def app_icon() -> QIcon:
     return icon
 
 
+def open_workspace(
+    profile_dir: Path,
+    *,
+    ask: Callable[[str], str | None] | None = None,
+    clock: Clock | None = None,
+) -> Workspace | None:
+    """The profile, asking for its key's passphrase when it is sealed (the terminal would
+    prompt; a desktop user gets a dialog); None when the user cancels. ``$FOCUSMATE_PASSPHRASE``
+    is tried first, as the CLI does."""
+    ask = ask or _ask_passphrase
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    prompt = f"FocusMate's key in {profile_dir} is sealed. Passphrase:"
+    while True:
+        try:
+            return Workspace(profile_dir, clock=clock or SystemClock(), passphrase=passphrase)
+        except PassphraseRequiredError:
+            pass
+        except WrongPassphraseError:
+            prompt = "That passphrase does not open the key. Try again:"
+        passphrase = ask(prompt)
+        if passphrase is None:
+            return None
+
+
+def _ask_passphrase(prompt: str) -> str | None:
+    """Before the event loop runs: a modal dialog is safe here."""
+    text, ok = QInputDialog.getText(None, APP_NAME, prompt, QLineEdit.EchoMode.Password)
+    return text if ok else None
+
+
 def run_app(
-    workspace: Workspace,
+    profile_dir: Path,
     *,
     relays: tuple[str, ...] | None,
     lan: bool | None,
     snapshot: Path | None = None,
 ) -> int:
-    """Open the window on ``workspace`` and run until the user quits; the exit code.
+    """Open the window on the profile and run until the user quits; the exit code.
     ``snapshot``: instead, save a PNG of the window there once it is up and quit (the desktop
     bundle's smoke test sees the real window this way, with no display)."""
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
@@ -63,6 +96,21 @@ def run_app(
     app.setDesktopFileName("focusmate")
     app.setWindowIcon(app_icon())
     app.setQuitOnLastWindowClosed(False)  # the window decides: to the tray, or quit
+    workspace = open_workspace(profile_dir)
+    if workspace is None:
+        return 1
+    with workspace:
+        return _run(app, workspace, relays=relays, lan=lan, snapshot=snapshot)
+
+
+def _run(
+    app: QApplication,
+    workspace: Workspace,
+    *,
+    relays: tuple[str, ...] | None,
+    lan: bool | None,
+    snapshot: Path | None,
+) -> int:
     apply_theme(app, workspace.settings.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

@@ -12,9 +12,9 @@ import argparse
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import TextIO, cast
 
 from focusmate import cli
 from focusmate.cli.commands import Context
@@ -40,7 +40,10 @@ class AppExtension:
     """The ``app`` subcommand (also what ``focusmate`` alone runs), for the CLI."""
 
     def __init__(self) -> None:
-        self.commands = {"app": self.run}
+        self.commands: dict[str, Callable[[Context], int]] = {}
+        # The app opens the profile itself: a sealed key gets a passphrase dialog, not a
+        # terminal prompt nobody sees.
+        self.unopened_commands = {"app": self.run}
 
     def add_commands(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = sub.add_parser("app", help="open the FocusMate window (what `focusmate` alone does)")
@@ -49,20 +52,20 @@ class AppExtension:
         # Hidden: save a PNG of the window once it is up, then quit (the bundle's smoke test).
         p.add_argument("--snapshot", type=Path, metavar="FILE", help=argparse.SUPPRESS)
 
-    def run(self, ctx: Context) -> int:
+    def run(self, args: argparse.Namespace, profile_dir: Path, out: TextIO) -> int:
         problem = display_problem()
         if problem:
             print(f"focusmate: {problem}", file=sys.stderr)
             return 1
         relays = None
-        if getattr(ctx.args, "relay", None):
-            _, parsed = parse_setting("relay_urls", ",".join(ctx.args.relay))
+        if getattr(args, "relay", None):
+            _, parsed = parse_setting("relay_urls", ",".join(args.relay))
             relays = cast(tuple[str, ...], parsed)
-        lan = False if getattr(ctx.args, "no_lan", False) else None
+        lan = False if getattr(args, "no_lan", False) else None
         from ui.app import run_app  # noqa: PLC0415 - Qt loads only when the window opens
 
-        snapshot = getattr(ctx.args, "snapshot", None)
-        return run_app(ctx.ws, relays=relays, lan=lan, snapshot=snapshot)
+        snapshot = getattr(args, "snapshot", None)
+        return run_app(profile_dir, relays=relays, lan=lan, snapshot=snapshot)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

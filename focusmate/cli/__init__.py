@@ -65,7 +65,8 @@ def main(
     except SystemExit as exit_:
         return int(exit_.code or 0)
     profile_dir = Path(args.profile).expanduser() if args.profile else default_profile_dir()
-    key = f"{args.command} {getattr(args, 'action', '') or ''}".strip()
+    command = args.command or default_command  # `focusmate` alone runs the default command
+    key = f"{command or ''} {getattr(args, 'action', '') or ''}".strip()
     try:
         for extension in extensions:
             # Commands that must not open the profile: `doctor` examines one that may be
@@ -78,9 +79,7 @@ def main(
             install_identity(profile_dir, read_export(Path(args.file)))
         with _open(profile_dir, clock or SystemClock()) as ws:
             ctx = Context(ws=ws, args=args, out=out)
-            if args.command is None and default_command in commands:
-                return commands[str(default_command)](ctx)
-            if args.command is None:
+            if args.command is None and key not in commands:
                 return _overview(ctx, parser)
             return commands[key](ctx)
     except FocusMateError as error:

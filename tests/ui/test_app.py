@@ -19,7 +19,7 @@ from focusmate.workspace import Workspace
 from sync.engine_lock import AlreadyRunningError
 from tests.integration.relaykit import running_relay
 from tests.ui.uikit import run, session, until, workspace
-from ui.app import build_window
+from ui.app import build_window, open_workspace
 from ui.launcher import display_problem
 from ui.session import Session
 from ui.widgets.main_window import MainWindow
@@ -431,3 +431,24 @@ def test_with_a_tray_the_timer_and_its_controls_are_in_the_tray_and_closing_hide
             await s.stop()
 
     run(qloop, scenario())
+
+
+def test_a_sealed_key_is_opened_with_a_passphrase_asked_for_in_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No terminal behind a desktop launcher: the app itself asks, says when it is wrong, and
+    a cancel opens nothing."""
+    monkeypatch.delenv("FOCUSMATE_PASSPHRASE", raising=False)
+    Workspace(tmp_path / "sealed", clock=SystemClock(), passphrase="correct horse").close()
+    prompts: list[str] = []
+    answers = iter(["wrong", "correct horse"])
+
+    def ask(prompt: str) -> str | None:
+        prompts.append(prompt)
+        return next(answers)
+
+    ws = open_workspace(tmp_path / "sealed", ask=ask)
+    assert ws is not None
+    ws.close()
+    assert "is sealed" in prompts[0] and "does not open the key" in prompts[1]
+    assert open_workspace(tmp_path / "sealed", ask=lambda prompt: None) is None
