@@ -131,6 +131,8 @@ class SyncEngine:
         self._housekeeper = asyncio.get_running_loop().create_task(self._housekeep())
 
     async def _start_lan(self, node: LanNode) -> None:
+        """Listen now; advertise and browse in the background: mDNS probing takes over a
+        second, and nothing else (the app's window, the relays) should wait for it."""
         await node.start()
         if self._discover:
             self.discovery = Discovery(
@@ -140,8 +142,13 @@ class SyncEngine:
                 on_lost=self._lost,
                 interfaces=self._discovery_interfaces,
             )
-            await self.discovery.start()
-            self._redialer = asyncio.get_running_loop().create_task(self._redial())
+            self._redialer = asyncio.get_running_loop().create_task(
+                self._discover_and_redial(self.discovery)
+            )
+
+    async def _discover_and_redial(self, discovery: Discovery) -> None:
+        await discovery.start()
+        await self._redial()
 
     async def _stop_lan(self) -> None:
         if self._redialer is not None:

@@ -205,6 +205,13 @@ class RoomCache:
         return -1 if entry is None else entry.member_maps.count
 
 
+def _baseline(room: Room, watch: RoomWatch) -> None:
+    """Remember the ids already on a board without reading it: reading checks every signature
+    (seconds for a profile of large rooms, at start-up), and nothing already there is news."""
+    watch.posts.update(map(str, room.document.map("posts").keys()))
+    watch.comments.update(map(str, room.document.map("comments").keys()))
+
+
 def _read_timer(room: Room) -> RoomTimer:
     settings = room.settings
     return RoomTimer(
@@ -256,7 +263,9 @@ class BoardAndTimerReporter:
             current = self.cache.timer(room)
             if current.exists and not current.deleted:
                 watch = self.rooms.setdefault(room.room_id, RoomWatch())
-                if changed is None or room.room_id in changed:
+                if not announce and watch.board is None:
+                    _baseline(room, watch)  # what is there is not news: ids suffice
+                elif changed is None or room.room_id in changed:
                     self._check_board(room, watch, announce=announce)
                 self._check_timer(room, watch, announce=announce)
 
