@@ -78,8 +78,10 @@ the maximum sampled every 0.2 s during the measured window. Clients never offer
 permessage-deflate, so every server runs uncompressed. All traffic is on 127.0.0.1; every phase
 is bounded in time; servers and generators are killed at the end, also on errors or Ctrl-C.
 
-Output: ``bench/results/relay_fanout.json`` and ``.md`` (``--out-dir``; ``--quick`` writes to a
-temporary directory unless ``--out-dir`` is given) and the Markdown on stdout.
+Output: ``bench/results/relay_fanout.details.json`` (every run) and ``.md`` (``--out-dir`` or
+``--out``; ``--quick`` writes to a temporary directory unless one is given), the Markdown on
+stdout, and ``relay_fanout.json``: the headline figures as a :class:`bench.common.Result`, the
+format ``bench/run_all.py`` and ``bench/report.py`` read.
 Exit status: 0, or 1 if a server or generator failed (or, with ``--quick``, lost deliveries).
 """
 
@@ -109,6 +111,10 @@ from typing import Any
 
 from focusmate.invite import relay_token, room_id_for
 
+if not __package__:  # run as a script (python bench/relay_fanout.py): make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import Result, Target
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 GENERATOR_SCRIPT = BENCH_DIR / "loadgen" / "fanout_gen.cjs"
@@ -116,6 +122,8 @@ PYCRDT_LAUNCHER = BENCH_DIR / "anchors" / "pycrdt_ws_server.py"
 DEFAULT_NODE_DIR = REPO_ROOT / "tests" / "interop" / "node"
 DEFAULT_RESULTS_DIR = BENCH_DIR / "results"
 RESULT_STEM = "relay_fanout"
+DETAILS_SUFFIX = ".details.json"  # every run; RESULT_STEM.json is the common Result
+BENCH_TIMEOUT_S = 900  # run_all's limit: ~5 min, more while it waits for a quiet machine
 HOST = "127.0.0.1"
 SERVER_NAMES = ("ours", "node", "pycrdt")
 SERVER_LABELS = {
@@ -1153,13 +1161,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra `--limit` for focusmate-relay serve (repeatable)",
     )
     parser.add_argument(
-        "--out-dir", type=Path, help=f"default {DEFAULT_RESULTS_DIR} (--quick: a temp dir)"
+        "--out-dir",
+        "--out",
+        type=Path,
+        dest="out_dir",
+        help=f"default {DEFAULT_RESULTS_DIR} (--quick: a temp dir)",
     )
     parser.add_argument(
         "--render",
         type=Path,
         metavar="JSON",
-        help="only rewrite the Markdown (and ratios) of an existing results JSON",
+        help="only rewrite the Markdown, ratios and Result of an existing details JSON",
     )
     parser.add_argument(
         "--quick", action="store_true", help="tiny smoke run (~10 s per server pair)"
@@ -1459,14 +1471,170 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def rerender(path: Path) -> int:
-    """Recompute the ratios and rewrite the Markdown of an existing results JSON."""
+    """Recompute the ratios and rewrite the Markdown and Result of an existing details JSON."""
     report = json.loads(path.read_text())
+    if "meta" not in report or "servers" not in report:
+        print(f"{path}: not a relay_fanout details JSON", file=sys.stderr)
+        return 2
     report["ratios"] = compute_ratios(report)
-    markdown = render_markdown(report)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    path.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    print(write_outputs(report, path.parent))
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The common Result (bench/common.py): the headline figures, for bench/report.py
+
+RESULT_LABELS = {
+    "ours": "FocusMate relay",
+    "node": "y-websocket (Node)",
+    "pycrdt": "pycrdt-websocket",
+}
+KB_AS_KIB = 30 * 1000 / 1024  # issue 3: under 30 KB per idle connection
+
+
+def common_result(report: dict[str, Any]) -> Result:
+    """Saturated throughput, latency per offered level and idle memory, per server."""
+    meta, load = report["meta"], report["meta"]["load"]
+    figures: dict[str, dict[str, float]] = {}
+    units: dict[str, str] = {}
+    line_points: dict[str, list[list[float]]] = {}
+    bars: dict[str, dict[str, list[list[Any]]]] = {"throughput": {}, "idle": {}}
+    for server, entry in report["servers"].items():
+        if entry["status"] != "ok":
+            continue
+        label = RESULT_LABELS[server]
+        mine = figures.setdefault(label, {})
+        for run in entry.get("runs", []):
+            if run["mode"] == "saturate":
+                mine["saturated throughput"] = run["delivered_per_s"]
+                mine["saturated p99 latency"] = run["p99_ms"]
+                units["saturated throughput"] = "deliveries/s"
+                units["saturated p99 latency"] = "ms"
+                bars["throughput"][label] = [["saturated", run["delivered_per_s"]]]
+                continue
+            for q in ("p50", "p99"):
+                if run[f"{q}_ms"] is not None:
+                    metric = f"{q} latency @ {run['offered_ups']:g} upd/s"
+                    mine[metric], units[metric] = run[f"{q}_ms"], "ms"
+            metric = f"server CPU @ {run['offered_ups']:g} upd/s"
+            mine[metric], units[metric] = run["server_cpu_pct"], "% of a core"
+            if run["p99_ms"] is not None:
+                line_points.setdefault(label, []).append([run["offered_ups"], run["p99_ms"]])
+        for idle in entry.get("idle", []):
+            room = "one shared room" if idle["mode"] == "shared" else "a room each"
+            metric = f"idle memory per connection, {room}"
+            mine[metric], units[metric] = idle["bytes_per_conn"] / 1024, "KiB"
+            bars["idle"].setdefault(label, []).append([room, idle["bytes_per_conn"] / 1024])
+    subject_label = RESULT_LABELS[report["subject"]]
+    subject = figures.pop(subject_label, {})
+    # The issue's goals are relative to the anchors: the ratios go in as subject figures.
+    for anchor, metric, name in (
+        ("y-websocket (Node)", "saturated throughput", "saturated throughput ÷ Node's"),
+        ("y-websocket (Node)", "saturated p99 latency", "saturated p99 latency ÷ Node's"),
+        ("pycrdt-websocket", "saturated throughput", "saturated throughput ÷ pycrdt-websocket's"),
+    ):
+        theirs = figures.get(anchor, {}).get(metric)
+        if theirs and metric in subject:
+            subject[name], units[name] = subject[metric] / theirs, "×"
+    try:
+        started = datetime.strptime(meta["started_at"], "%Y-%m-%d %H:%M:%SZ").replace(tzinfo=UTC)
+    except (KeyError, ValueError):
+        started = datetime.now(UTC)
+    cpus = meta.get("machine", "").split(" ")[0]
+    series: dict[str, Any] = {}
+    if line_points:
+        series["p99 delivery latency vs offered load"] = {
+            "x": "offered load (updates/s, all rooms)",
+            "y": "p99 latency (ms, log scale)",
+            "log": "xy",
+            "data": line_points,
+        }
+    if bars["throughput"]:
+        series["max fan-out throughput (closed loop)"] = {
+            "x": "",
+            "y": "deliveries/s",
+            "kind": "bar",
+            "data": bars["throughput"],
+        }
+    if bars["idle"]:
+        series["memory per idle connection"] = {
+            "x": "",
+            "y": "KiB per connection",
+            "kind": "bar",
+            "data": bars["idle"],
+        }
+    return Result(
+        name=RESULT_STEM,
+        title="Relay fan-out: y-websocket updates to every client of a room",
+        subject_name=subject_label,
+        subject=subject,
+        anchors=figures,
+        units=units,
+        targets=[
+            Target("saturated throughput ÷ Node's", ">=", 1.0, "×"),
+            Target("saturated p99 latency ÷ Node's", "<=", 1.0, "×"),
+            Target("saturated throughput ÷ pycrdt-websocket's", ">=", 3.0, "×"),
+            Target("idle memory per connection, one shared room", "<=", KB_AS_KIB, "KiB"),
+            Target("idle memory per connection, a room each", "<=", KB_AS_KIB, "KiB"),
+        ],
+        series=series,
+        notes=_result_notes(report),
+        params={
+            "rooms": load["rooms"],
+            "clients_per_room": load["clients"],
+            "writers_per_room": load["writers"],
+            "offered_levels_ups": load["levels_ups"],
+            "saturation_window": load["window"],
+            "measured_s": load["duration_s"],
+            "repeat": load["repeat"],
+            "idle_conns": load["idle_conns"],
+            "loadavg": meta["loadavg"],
+            "argv": " ".join(meta["argv"]),
+        },
+        quick=bool(meta.get("quick")),
+        machine={
+            "python": meta.get("python"),
+            "platform": meta.get("machine"),
+            "cpus": int(cpus) if cpus.isdigit() else None,
+        },
+        started_at=started.timestamp(),
+    )
+
+
+def _result_notes(report: dict[str, Any]) -> list[str]:
+    """The run's notes, plus what the Result's reader needs to weigh the figures."""
+    notes = list(report["notes"])
+    notes += [
+        f"{name}: {entry['status']}: {entry.get('reason', '')}"
+        for name, entry in report["servers"].items()
+        if entry["status"] != "ok"
+    ]
+    noisy = [
+        f"{name} @ {run['level']}"
+        for name, entry in report["servers"].items()
+        for run in entry.get("runs", [])
+        if "noisy" in run["flags"]
+    ]
+    if noisy:
+        notes.append(
+            f"Other jobs used > {NOISY_OTHER_CPU_PCT:.0f} % of a core during {', '.join(noisy)}: "
+            "trust the ratios more than the absolute figures, or rerun on a quiet machine."
+        )
+    notes.append(
+        f"Every run, with generator and machine CPU and flags: {RESULT_STEM}.md and "
+        f"{RESULT_STEM}{DETAILS_SUFFIX} next to this result."
+    )
+    return notes
+
+
+def write_outputs(report: dict[str, Any], out_dir: Path) -> str:
+    """Write the details JSON, the Markdown and the common Result; return the Markdown."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(report)
+    (out_dir / f"{RESULT_STEM}{DETAILS_SUFFIX}").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"{RESULT_STEM}.md").write_text(markdown)
+    common_result(report).write(out_dir)
+    return markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1485,12 +1653,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out_dir or (
         Path(tempfile.gettempdir()) / "focusmate-bench" if args.quick else DEFAULT_RESULTS_DIR
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(report)
-    (out_dir / f"{RESULT_STEM}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / f"{RESULT_STEM}.md").write_text(markdown)
-    print(markdown)
-    log(f"wrote {out_dir / RESULT_STEM}.json and .md")
+    print(write_outputs(report, out_dir))
+    log(f"wrote {out_dir / RESULT_STEM}.json, {DETAILS_SUFFIX} and .md")
     errors = [n for n, e in report["servers"].items() if e["status"] == "error"]
     lost = any(r["lost_deliveries"] for e in report["servers"].values() for r in e.get("runs", []))
     if errors or (args.quick and lost):
