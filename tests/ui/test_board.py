@@ -18,48 +18,17 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QMessageBox
 from pytestqt.qtbot import QtBot
 
-from focusmate.clock import FakeClock
 from focusmate.identity import sign_record
 from focusmate.room import DOC_KIND as ROOM_KIND
-from focusmate.workspace import Workspace
-from tests.ui.uikit import run, session, until, workspace
+from tests.ui.uikit import RoomPair, run, session, until
 from ui.session import Session
 from ui.viewmodels.board import PAGE, UNVERIFIED, BoardViewModel
 from ui.widgets.board_view import BoardView
 from ui.widgets.post_card import VERIFIED, PostCard
 
 
-class Pair:
+class Pair(RoomPair):
     """Alice (the app under test) and Bob (another member, editing through the core)."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.clock = FakeClock()
-        self.alice = workspace(tmp_path / "alice", clock=self.clock, name="Alice")
-        self.bob = workspace(tmp_path / "bob", clock=self.clock, name="Bob")
-        self.room, invite = self.alice.create_room("Board room")
-        self.bob_room = self.bob.join_room(invite.code)
-        self.to_bob()
-        self.to_alice()
-
-    @property
-    def room_id(self) -> str:
-        return self.room.room_id
-
-    def _deliver(self, source: Workspace, target: Workspace) -> None:
-        src = source.document(self.room_id, kind=ROOM_KIND)
-        dst = target.document(self.room_id, kind=ROOM_KIND)
-        dst.apply_remote(src.encode_update(dst.state_vector()), origin="peer", now=self.clock.now())
-
-    def to_alice(self) -> None:
-        self._deliver(self.bob, self.alice)
-
-    def to_bob(self) -> None:
-        self._deliver(self.alice, self.bob)
-
-    def bob_posts(self, text: str) -> str:
-        post_id = self.bob.board(self.bob_room).post(text, now=self.clock.now())
-        self.to_alice()
-        return post_id
 
     def alice_posts(self) -> list[Any]:
         return self.alice.board(self.room).posts()

@@ -18,12 +18,11 @@ from pytestqt.qtbot import QtBot
 from focusmate import board as board_module
 from focusmate.clock import FakeClock
 from focusmate.inbox import Inbox
-from focusmate.room import DOC_KIND as ROOM_KIND
 from focusmate.room import RoomSettings
 from focusmate.store import Store
 from focusmate.timer import Command
 from focusmate.workspace import Workspace
-from tests.ui.uikit import run, session, until, workspace
+from tests.ui.uikit import RoomPair, run, session, until, workspace
 from ui.session import Session
 from ui.viewmodels.app import AppViewModel
 from ui.viewmodels.board import BoardViewModel
@@ -53,39 +52,6 @@ class Counter:
         monkeypatch.setattr(owner, name, counted)
 
 
-class Pair:
-    """Alice (the app under test) and Bob, whose room edits are copied into Alice's store."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.clock = FakeClock()
-        self.alice = workspace(tmp_path / "alice", clock=self.clock, name="Alice")
-        self.bob = workspace(tmp_path / "bob", clock=self.clock, name="Bob")
-        self.room, invite = self.alice.create_room("Busy room")
-        self.bob_room = self.bob.join_room(invite.code)
-        self.to_bob()
-        self.to_alice()
-
-    @property
-    def room_id(self) -> str:
-        return self.room.room_id
-
-    def _deliver(self, source: Workspace, target: Workspace) -> None:
-        src = source.document(self.room_id, kind=ROOM_KIND)
-        dst = target.document(self.room_id, kind=ROOM_KIND)
-        dst.apply_remote(src.encode_update(dst.state_vector()), origin="peer", now=self.clock.now())
-
-    def to_alice(self) -> None:
-        self._deliver(self.bob, self.alice)
-
-    def to_bob(self) -> None:
-        self._deliver(self.alice, self.bob)
-
-    def bob_posts(self, text: str) -> str:
-        post_id = self.bob.board(self.bob_room).post(text, now=self.clock.now())
-        self.to_alice()
-        return post_id
-
-
 @contextlib.asynccontextmanager
 async def running(s: Session) -> AsyncIterator[Session]:
     await s.start()
@@ -98,7 +64,7 @@ async def running(s: Session) -> AsyncIterator[Session]:
 def test_start_and_pause_neither_read_nor_redraw_the_board(
     tmp_path: Path, qtbot: QtBot, qloop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pair = Pair(tmp_path)
+    pair = RoomPair(tmp_path)
     for n in range(30):
         pair.clock.advance(1)
         pair.bob_posts(f"post {n}")
@@ -187,7 +153,7 @@ def test_an_idle_tick_asks_the_store_one_question_and_reads_no_room(
 def test_the_message_list_ignores_timer_and_board_changes_and_hidden_history_is_not_read(
     tmp_path: Path, qtbot: QtBot, qloop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pair = Pair(tmp_path)
+    pair = RoomPair(tmp_path)
     s = session(pair.alice)
     vm = MessagesViewModel(s)  # its page is not shown
     summaries = Counter(monkeypatch, Inbox, "summaries")
@@ -231,7 +197,7 @@ def test_the_message_list_ignores_timer_and_board_changes_and_hidden_history_is_
 def test_a_hidden_board_rests_and_catches_up_when_shown(
     tmp_path: Path, qtbot: QtBot, qloop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pair = Pair(tmp_path)
+    pair = RoomPair(tmp_path)
     pair.bob_posts("earlier")
     s = session(pair.alice)
     vm = BoardViewModel(s, pair.room_id)

@@ -17,6 +17,7 @@ import qasync
 from PySide6.QtWidgets import QApplication
 
 from focusmate.clock import Clock, FakeClock
+from focusmate.room import DOC_KIND as ROOM_KIND
 from focusmate.workspace import Workspace
 from ui.session import Session
 
@@ -87,3 +88,37 @@ def session(ws: Workspace, *, relays: tuple[str, ...] = (), lan: bool = False) -
             "discover": False,
         },
     )
+
+
+class RoomPair:
+    """Alice (the app under test) and Bob (another member, editing through the core) in one
+    room, offline: each side's edits reach the other only when copied, as a sync link would."""
+
+    def __init__(self, tmp_path: Path, name: str = "Board room") -> None:
+        self.clock = FakeClock()
+        self.alice = workspace(tmp_path / "alice", clock=self.clock, name="Alice")
+        self.bob = workspace(tmp_path / "bob", clock=self.clock, name="Bob")
+        self.room, invite = self.alice.create_room(name)
+        self.bob_room = self.bob.join_room(invite.code)
+        self.to_bob()
+        self.to_alice()
+
+    @property
+    def room_id(self) -> str:
+        return self.room.room_id
+
+    def _deliver(self, source: Workspace, target: Workspace) -> None:
+        src = source.document(self.room_id, kind=ROOM_KIND)
+        dst = target.document(self.room_id, kind=ROOM_KIND)
+        dst.apply_remote(src.encode_update(dst.state_vector()), origin="peer", now=self.clock.now())
+
+    def to_alice(self) -> None:
+        self._deliver(self.bob, self.alice)
+
+    def to_bob(self) -> None:
+        self._deliver(self.alice, self.bob)
+
+    def bob_posts(self, text: str) -> str:
+        post_id = self.bob.board(self.bob_room).post(text, now=self.clock.now())
+        self.to_alice()
+        return post_id
