@@ -1,6 +1,6 @@
-"""Benchmarks for FocusMate (not shipped, not run by the test suite).
+"""Benchmarks for FocusMate (not shipped; CI runs only a smoke test of the harness).
 
-* ``bench/relay_fanout.py``: the relay's document fan-out measured side by side against two
-  anchor y-websocket servers (y-websocket's Node server and pycrdt-websocket); see
-  ``bench/README.md``.
+Each ``bench/<name>.py`` measures us side by side with anchors in one run and writes a
+``bench.common.Result``; ``bench/run_all.py`` (``make bench``) runs them all, bounded, and
+``bench/report.py`` writes ``docs/benchmarks.md``. See ``bench/README.md``.
 """
