@@ -230,7 +230,7 @@ class Discovery:
         return dict(self._known)
 
     async def start(self) -> None:
-        """Start browsing, then advertise (returns after mDNS probing, about 1 s)."""
+        """Start browsing, then advertise at once (no probing: see below)."""
         if self._started:
             raise RuntimeError("a Discovery can be started only once")
         self._started = True
@@ -256,8 +256,12 @@ class Discovery:
                 host_ttl=ADVERT_TTL,
                 other_ttl=ADVERT_TTL,
             )
-            # Returns after probing; the announcements go on in the background.
-            self._announcing = await self._zc.async_register_service(self._info)
+            # No probing (about 1 s of silence before anyone can find us): our instance name
+            # carries 48 random bits, so a conflict it would resolve does not happen. The
+            # announcements go on in the background.
+            self._announcing = await self._zc.async_register_service(
+                self._info, cooperating_responders=True
+            )
         except BaseException:
             await self.stop()
             raise
