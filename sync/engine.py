@@ -131,8 +131,8 @@ class SyncEngine:
         self._housekeeper = asyncio.get_running_loop().create_task(self._housekeep())
 
     async def _start_lan(self, node: LanNode) -> None:
-        """Listen now; advertise and browse in the background: mDNS probing takes over a
-        second, and nothing else (the app's window, the relays) should wait for it."""
+        """Listen now; advertise and browse in the background: starting zeroconf takes a
+        moment, and nothing else (the app's window, the relays) should wait for it."""
         await node.start()
         if self._discover:
             self.discovery = Discovery(
