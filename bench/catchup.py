@@ -47,14 +47,13 @@ import asyncio
 import contextlib
 import gc
 import json
-import os
 import secrets
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ if __package__ in (None, ""):  # run as `python bench/catchup.py`: make the repo
 from pycrdt import Doc, Map
 
 from bench.common import Result
-from bench.relay_fanout import machine_busy_seconds, process_tree, tree_cpu_seconds
+from bench.machine import cpu_window, settle
 from focusmate.clock import SystemClock
 from focusmate.room import DOC_KIND as ROOM_KIND
 from focusmate.workspace import Workspace
@@ -84,7 +83,6 @@ NAME = "catchup"
 DEADLINE_S = 60.0  # any single wait; a run that needs longer has failed
 FLOOR_REPEATS = 5  # in-memory exchanges per repeat (cheap): their median is the repeat's floor
 WARMUP_EDITS = 20
-QUIET_OTHER_CPU_PCT = 50.0  # before each measured window: others use less than half a core
 
 
 class BenchError(Exception):
@@ -114,20 +112,6 @@ class Payload:
 
 # ---------------------------------------------------------------------------------------------
 # Measuring
-
-
-@contextlib.contextmanager
-def cpu_window() -> Iterator[dict[str, float]]:
-    """The CPU that processes other than ours (and our children) used during the block, in % of
-    one core: a noise indicator (it has the 10 ms resolution of /proc)."""
-    tree = process_tree(os.getpid())
-    busy0, ours0, t0 = machine_busy_seconds(), tree_cpu_seconds(tree), time.perf_counter()
-    out: dict[str, float] = {}
-    yield out
-    tree = sorted(set(tree) | set(process_tree(os.getpid())))
-    wall = time.perf_counter() - t0
-    other = (machine_busy_seconds() - busy0) - (tree_cpu_seconds(tree) - ours0)
-    out["other_cpu_pct"] = max(0.0, 100 * other / wall) if wall > 0 else 0.0
 
 
 async def until(predicate: Callable[[], bool], what: str, *, interval: float = 0.05) -> None:
@@ -475,18 +459,6 @@ async def yjs_floor(payload: Payload, n: int) -> Run:
     if proc.returncode != 0:
         raise BenchError(f"yjs floor: node exited {proc.returncode}: {err.decode()[-500:]}")
     return Run(mode="yjs", converge_ms=statistics.median(json.loads(out)["ms"]))
-
-
-async def settle(max_s: float) -> float:
-    """Wait (at most ``max_s``) until other processes leave a core free: they used under half
-    a core over 0.25 s. Returns the time waited (a sign of how busy the machine was)."""
-    start = time.monotonic()
-    while time.monotonic() - start < max_s:
-        with cpu_window() as window:
-            await asyncio.sleep(0.25)
-        if window["other_cpu_pct"] < QUIET_OTHER_CPU_PCT:
-            break
-    return time.monotonic() - start
 
 
 @contextlib.asynccontextmanager

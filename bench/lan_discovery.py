@@ -47,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # run as `python bench/lan_discovery.py`: make th
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Result, Target
-from bench.relay_fanout import machine_busy_seconds, process_tree, tree_cpu_seconds
+from bench.machine import cpu_window, settle
 from focusmate.clock import SystemClock
 from focusmate.workspace import Workspace
 from tests.lan.netns import REPO, Child, Host, lan, netns_available
@@ -64,7 +64,6 @@ from tests.lan.netns import REPO, Child, Host, lan, netns_available
 NAME = "lan_discovery"
 TARGET_MS = 1500.0
 DEADLINE_S = 15.0
-QUIET_OTHER_CPU_PCT = 50.0
 # What the `focusmate` command runs, plus two timestamps of our own first (JSON lines before the
 # daemon's): the interpreter is up, and ui.launcher (everything the daemon imports) is imported.
 DAEMON = (
@@ -144,30 +143,6 @@ class Run:
 
 # ---------------------------------------------------------------------------------------------
 # Measuring
-
-
-@contextlib.contextmanager
-def cpu_window() -> Iterator[dict[str, float]]:
-    """CPU that processes other than ours (and our children) used during the block, in % of
-    one core: a noise indicator."""
-    tree = process_tree(os.getpid())
-    busy0, ours0, t0 = machine_busy_seconds(), tree_cpu_seconds(tree), time.perf_counter()
-    out: dict[str, float] = {}
-    yield out
-    tree = sorted(set(tree) | set(process_tree(os.getpid())))
-    wall = time.perf_counter() - t0
-    other = (machine_busy_seconds() - busy0) - (tree_cpu_seconds(tree) - ours0)
-    out["other_cpu_pct"] = max(0.0, 100 * other / wall) if wall > 0 else 0.0
-
-
-async def settle(max_s: float) -> None:
-    """Wait (at most ``max_s``) until other processes use under half a core (over 0.25 s)."""
-    start = time.monotonic()
-    while time.monotonic() - start < max_s:
-        with cpu_window() as window:
-            await asyncio.sleep(0.25)
-        if window["other_cpu_pct"] < QUIET_OTHER_CPU_PCT:
-            return
 
 
 def event_is(kind: str, /, **fields: Any) -> Callable[[dict[str, Any]], bool]:

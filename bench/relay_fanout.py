@@ -114,6 +114,13 @@ from focusmate.invite import relay_token, room_id_for
 if not __package__:  # run as a script (python bench/relay_fanout.py): make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Result, Target
+from bench.machine import (
+    PAGE_SIZE,
+    machine_busy_seconds,
+    process_tree,
+    tree_cpu_seconds,
+    tree_rss_bytes,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -132,8 +139,6 @@ SERVER_LABELS = {
     "pycrdt": "pycrdt-websocket",
 }
 SECRET_BYTES = 12
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
 START_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 60.0
@@ -164,63 +169,6 @@ RELAY_BENCH_LIMITS = {
 
 class BenchError(Exception):
     """A server or the generator failed: the run of that server is reported as an error."""
-
-
-# ---------------------------------------------------------------------------------------------
-# /proc helpers
-
-
-def _read_stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, utime+stime ticks) of a live process, or None."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[1]), int(fields[11]) + int(fields[12])
-
-
-def process_tree(root: int) -> list[int]:
-    """The root pid and all its descendants that are alive now."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _read_stat(int(entry))
-            if stat is not None:
-                children.setdefault(stat[0], []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
-
-
-def tree_cpu_seconds(pids: list[int]) -> float:
-    return sum(stat[1] for pid in pids if (stat := _read_stat(pid)) is not None) / CLK_TCK
-
-
-def tree_rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-    return total
-
-
-def vm_hwm_bytes(pid: int) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent busy since boot (from /proc/stat: everything but idle)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
 
 
 def free_port() -> int:

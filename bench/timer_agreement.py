@@ -86,7 +86,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import RESULTS, Result, Target, percentile, summary
-from bench.relay_fanout import machine_busy_seconds, process_tree, tree_cpu_seconds
+from bench.machine import machine_busy_seconds, process_tree, tree_cpu_seconds
 from focusmate import timer
 from focusmate.room import Room
 from focusmate.timer import Command, Phase, Status, TimerConfig, TimerState, TimerView
