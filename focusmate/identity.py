@@ -22,7 +22,6 @@ import hashlib
 import json
 import math
 import re
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -218,30 +217,6 @@ def sign_record(identity: Identity, *, kind: str, fields: Mapping[str, object]) 
     return b64url_encode(identity.sign(_record_payload(kind=kind, fields=fields)))
 
 
-class VerdictCache:
-    """Remembered signature verdicts, keyed by everything a verdict depends on (the key, the
-    exact signed bytes, the signature): a board re-read after one new post checks one signature,
-    not thousands. Bounded; the oldest verdicts go first."""
-
-    def __init__(self, maxsize: int = 100_000) -> None:
-        self.maxsize = maxsize
-        self._verdicts: OrderedDict[tuple[str, str, bytes, str], bool] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._verdicts)
-
-    def get(self, key: tuple[str, str, bytes, str]) -> bool | None:
-        verdict = self._verdicts.get(key)
-        if verdict is not None:
-            self._verdicts.move_to_end(key)
-        return verdict
-
-    def put(self, key: tuple[str, str, bytes, str], verdict: bool) -> None:
-        self._verdicts[key] = verdict
-        if len(self._verdicts) > self.maxsize:
-            self._verdicts.popitem(last=False)
-
-
 def verify_record(
     *,
     user_id: str,
@@ -249,23 +224,16 @@ def verify_record(
     kind: str,
     fields: Mapping[str, object],
     signature_b64: str,
-    cache: VerdictCache | None = None,
 ) -> bool:
     """True only if the key hashes to ``user_id`` and signs the record; never raises."""
     try:
         payload = _record_payload(kind=kind, fields=fields)
-        key = (user_id, sign_public_b64, payload, signature_b64)
-        known = cache.get(key) if cache is not None else None
-        if known is not None:
-            return known
         sign_public = b64url_decode(sign_public_b64)
         verdict = user_id_for(sign_public) == parse_user_id(user_id) and verify(
             sign_public, payload, b64url_decode(signature_b64)
         )
     except (ValueError, TypeError, AttributeError, RecursionError):
         return False
-    if cache is not None:
-        cache.put(key, verdict)
     return verdict
 
 

@@ -62,6 +62,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX dms_by_peer ON dms(peer, sent_at);
     CREATE INDEX dms_by_state ON dms(outgoing, state);
     """,
+    # 3: signature verdicts on board records, by keyed digest (focusmate.verdicts): a cache, so
+    # a restart does not check thousands of signatures again.
+    """
+    CREATE TABLE signature_verdicts (
+        digest  BLOB PRIMARY KEY,
+        ok      INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,7 +23,7 @@ from focusmate.document import CrdtDocument
 from focusmate.errors import NotFoundError, ValidationError
 from focusmate.focus_log import DOC_KIND as STATS_KIND
 from focusmate.focus_log import StatsDocument, Watch, reconcile, stats_doc_id
-from focusmate.identity import PublicIdentity, VerdictCache, parse_user_id
+from focusmate.identity import PublicIdentity, parse_user_id
 from focusmate.inbox import Inbox
 from focusmate.invite import Invite, new_room_secret, parse_invite, room_id_for
 from focusmate.profile import DOC_KIND as PROFILE_KIND
@@ -35,6 +35,7 @@ from focusmate.stats import validate_task
 from focusmate.store import Store
 from focusmate.timebase import read_offset
 from focusmate.timer import TimerState
+from focusmate.verdicts import Verdicts, verdict_key
 
 DB_NAME = "focusmate.db"
 KEY_NAME = "identity.key"
@@ -73,7 +74,8 @@ class Workspace:
                 profile_dir / KEY_NAME, passphrase=passphrase
             )
             self._docs: dict[str, CrdtDocument] = {}
-            self._verdicts = VerdictCache()  # signature checks, shared by every board read
+            # Signature verdicts, shared by every board read and kept in the profile.
+            self._verdicts = Verdicts(verdict_key(self.identity.private_bytes()[0]), self.store)
             if created or self.my_profile() is None:
                 self.profile_document().publish(
                     self.identity,

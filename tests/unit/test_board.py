@@ -9,8 +9,9 @@ import pytest
 
 from focusmate.board import COMMENT_MAX, POST_MAX, Board
 from focusmate.errors import NotFoundError, PermissionDeniedError, ValidationError
-from focusmate.identity import VerdictCache, sign_record
+from focusmate.identity import sign_record
 from focusmate.room import RoomSettings
+from focusmate.verdicts import Verdicts
 from tests.unit._rooms import T0, User, make_user, room_with, send, sync
 
 
@@ -474,7 +475,7 @@ def test_board_uses_injected_ids(pair: tuple[User, User]) -> None:
 def test_verdicts_are_remembered_but_a_changed_record_is_checked_again(tmp_path: Path) -> None:
     """The verdict cache keys on the signed content: tampering after a good verdict is caught."""
     alice, _ = room_with(tmp_path, "Alice", "Bob")
-    cache = VerdictCache()
+    cache = Verdicts(b"k" * 32)
     board = Board(alice.room, alice.identity, verdicts=cache)
     post_id = board.post("original", now=T0)
     assert [p.verified for p in board.posts()] == [True]
