@@ -13,7 +13,7 @@ transaction events rather than from state vectors: a state vector does not show 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, cast
 
 from pycrdt import Doc, Map, TransactionEvent, get_update, merge_updates
@@ -54,22 +54,30 @@ class CrdtDocument:
         The log is merged into one update before it is applied: Yrs can drop a map entry when a
         client's updates are applied one by one out of order, but merges them correctly. While
         a gap is open (an update arrived before one it depends on), the document is rebuilt from
-        the whole log instead, for the same reason.
+        the whole log instead, for the same reason. A complete snapshot (one that holds nothing
+        pending, :meth:`Store.compact`) depends on nothing later in the log, so it is applied
+        first on its own: merging a large snapshot costs more than applying it.
         """
         rebuild = self._rebuild or self._gapped
         log = self.store.read_log(self.doc_id, after_seq=0 if rebuild else self._seen_seq)
-        parts = ([log.snapshot] if log.snapshot is not None else []) + log.updates
         self._seen_seq = log.last_seq
         if rebuild:
             self.doc = self._new_doc()
             self._waiting.clear()
             self._rebuild = False
+        parts = ([log.snapshot] if log.snapshot is not None else []) + log.updates
+        changed = False
+        if log.snapshot is not None and log.snapshot_complete:
+            changed = self._apply(log.snapshot, complete=True)
+            if changed:
+                self._notify(log.snapshot, "store")
+            parts = log.updates
         if not parts:
-            return False
+            return changed
         update = parts[0] if len(parts) == 1 else merge_updates(*parts)
-        changed = self._apply(update)
-        if changed:
+        if self._apply(update):
             self._notify(update, "store")
+            changed = True
         return changed
 
     # -- local edits ----------------------------------------------------------------------------
@@ -92,7 +100,9 @@ class CrdtDocument:
                 update = self._take_committed()
                 if update is None:
                     return
-                self.store.append_update(self.doc_id, update, origin=LOCAL_ORIGIN, now=now)
+                self._appended(
+                    self.store.append_update(self.doc_id, update, origin=LOCAL_ORIGIN, now=now)
+                )
             except BaseException:
                 self._reload()
                 raise
@@ -110,11 +120,12 @@ class CrdtDocument:
         it is decoded into a scratch document first, where a hostile update can do no harm.
         """
         validate_update(update)
-        self.store.append_update(self.doc_id, update, origin=origin, now=now)
+        seq = self.store.append_update(self.doc_id, update, origin=origin, now=now)
         if self._gapped:
             changed = self.refresh()  # rebuilds from the whole log, this update included
         else:
             changed = self._apply(update)
+            self._appended(seq)
             if changed:
                 self._notify(update, origin)
         self._maybe_compact(now=now)
@@ -160,17 +171,31 @@ class CrdtDocument:
             return None
         return updates[0] if len(updates) == 1 else merge_updates(*updates)
 
-    def _apply(self, update: bytes) -> bool:
+    def _apply(self, update: bytes, *, complete: bool = False) -> bool:
         """Apply an update to memory; True when it changed anything (deletions included).
 
         Afterwards, ``_gapped`` says whether some update is still waiting for one it depends
-        on: part of it lies beyond what the document's state vector covers.
+        on: part of it lies beyond what the document's state vector covers. A ``complete``
+        update (a snapshot encoded from a document) waits for nothing, so is not checked.
         """
         self._committed.clear()
         self.doc.apply_update(update)
-        state = self.doc.get_state()
-        self._waiting = [u for u in (*self._waiting, update) if _has_structs(get_update(u, state))]
+        if self._waiting or not complete:
+            state = self.doc.get_state()
+            fresh = () if complete else (update,)
+            self._waiting = [
+                u for u in (*self._waiting, *fresh) if _has_structs(get_update(u, state))
+            ]
         return self._take_committed() is not None
+
+    def _appended(self, seq: int) -> None:
+        """Our update ``seq`` is in memory; so is the whole log up to it, unless another process
+        wrote in between (the next :meth:`refresh` reads that) or something is still pending."""
+        with suppress(StoreError):  # the update is committed; only the bookkeeping is skipped
+            if not self._gapped and not self.store.updates_between(
+                self.doc_id, self._seen_seq, seq
+            ):
+                self._seen_seq = seq
 
     @property
     def _gapped(self) -> bool:
@@ -186,7 +211,8 @@ class CrdtDocument:
         compaction (a full disk, say) is not the caller's error: a later write retries it."""
         try:
             if self.store.pending_update_count(self.doc_id) >= COMPACT_AFTER_UPDATES:
-                self.store.compact(self.doc_id, now=now)
+                live = None if self._gapped else (self.doc.get_update(), self._seen_seq)
+                self.store.compact(self.doc_id, now=now, live=live)
         except StoreError:
             pass
 

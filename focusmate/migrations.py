@@ -63,12 +63,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX dms_by_state ON dms(outgoing, state);
     """,
     # 3: signature verdicts on board records, by keyed digest (focusmate.verdicts): a cache, so
-    # a restart does not check thousands of signatures again.
+    # a restart does not check thousands of signatures again. A snapshot known to hold nothing
+    # pending (encoded from a document) is applied as it is when a document loads.
     """
     CREATE TABLE signature_verdicts (
         digest  BLOB PRIMARY KEY,
         ok      INTEGER NOT NULL
     );
+    ALTER TABLE doc_snapshots ADD COLUMN complete INTEGER NOT NULL DEFAULT 0;
     """,
 )
 

@@ -41,6 +41,7 @@ class DocLog:
     snapshot: bytes | None
     updates: list[bytes]
     last_seq: int
+    snapshot_complete: bool = False  # nothing in it waits for a dependency: apply it as it is
 
 
 class Store:
@@ -212,12 +213,14 @@ class Store:
             self._conn.execute("BEGIN")
             try:
                 snap = self._conn.execute(
-                    "SELECT data, upto_seq FROM doc_snapshots WHERE doc_id = ?", (doc_id,)
+                    "SELECT data, upto_seq, complete FROM doc_snapshots WHERE doc_id = ?",
+                    (doc_id,),
                 ).fetchone()
                 snapshot: bytes | None = None
+                complete = False
                 start = after_seq
                 if snap is not None and snap[1] > after_seq:
-                    snapshot, start = bytes(snap[0]), int(snap[1])
+                    snapshot, start, complete = bytes(snap[0]), int(snap[1]), bool(snap[2])
                 rows = self._conn.execute(
                     "SELECT seq, data FROM doc_updates WHERE doc_id = ? AND seq > ? ORDER BY seq",
                     (doc_id, start),
@@ -227,37 +230,63 @@ class Store:
         except sqlite3.Error as err:
             raise _store_error(self.path, err) from err
         last = int(rows[-1][0]) if rows else start
-        return DocLog(snapshot=snapshot, updates=[bytes(r[1]) for r in rows], last_seq=last)
+        return DocLog(
+            snapshot=snapshot,
+            updates=[bytes(r[1]) for r in rows],
+            last_seq=last,
+            snapshot_complete=complete,
+        )
 
     def pending_update_count(self, doc_id: str) -> int:
         row = self._read("SELECT count(*) FROM doc_updates WHERE doc_id = ?", (doc_id,))
         return int(row[0][0])
 
-    def compact(self, doc_id: str, *, now: float) -> int:
+    def updates_between(self, doc_id: str, after_seq: int, before_seq: int) -> bool:
+        """Whether the log holds an update with ``after_seq < seq < before_seq``."""
+        return bool(
+            self._read(
+                "SELECT 1 FROM doc_updates WHERE doc_id = ? AND seq > ? AND seq < ? LIMIT 1",
+                (doc_id, after_seq, before_seq),
+            )
+        )
+
+    def compact(self, doc_id: str, *, now: float, live: tuple[bytes, int] | None = None) -> int:
         """Fold the document's log into its snapshot; returns how many updates were absorbed.
 
-        The merge happens inside the write transaction, so updates committed meanwhile by another
-        process wait for it and land after the new snapshot.
+        ``live`` is ``(state, seq)``: the encoded state of a document that holds every update up
+        to ``seq`` and nothing pending. When ``seq`` is still the last update, that state is the
+        snapshot, which saves re-folding the whole log (half a second for a 10k-post room).
+        Otherwise the log is folded inside the write transaction, so updates committed meanwhile
+        by another process wait for it and land after the new snapshot.
         """
         with self.transaction() as conn:
-            snap = conn.execute(
-                "SELECT data, upto_seq FROM doc_snapshots WHERE doc_id = ?", (doc_id,)
-            ).fetchone()
-            rows = conn.execute(
-                "SELECT seq, data FROM doc_updates WHERE doc_id = ? ORDER BY seq", (doc_id,)
+            seqs = conn.execute(
+                "SELECT seq FROM doc_updates WHERE doc_id = ? ORDER BY seq", (doc_id,)
             ).fetchall()
-            if not rows:
+            if not seqs:
                 return 0
-            parts = ([bytes(snap[0])] if snap is not None else []) + [bytes(r[1]) for r in rows]
-            upto = int(rows[-1][0])
+            upto = int(seqs[-1][0])
+            if live is not None and live[1] == upto:
+                folded, complete = live[0], True
+            else:
+                snap = conn.execute(
+                    "SELECT data FROM doc_snapshots WHERE doc_id = ?", (doc_id,)
+                ).fetchone()
+                rows = conn.execute(
+                    "SELECT data FROM doc_updates WHERE doc_id = ? AND seq <= ? ORDER BY seq",
+                    (doc_id, upto),
+                ).fetchall()
+                parts = [bytes(r[0]) for r in ([snap] if snap is not None else []) + rows]
+                folded, complete = fold(parts)
             conn.execute(
-                "INSERT INTO doc_snapshots(doc_id, data, upto_seq, compacted_at) VALUES (?,?,?,?)"
-                " ON CONFLICT(doc_id) DO UPDATE SET data = excluded.data,"
-                " upto_seq = excluded.upto_seq, compacted_at = excluded.compacted_at",
-                (doc_id, fold_updates(parts), upto, now),
+                "INSERT INTO doc_snapshots(doc_id, data, upto_seq, compacted_at, complete)"
+                " VALUES (?,?,?,?,?) ON CONFLICT(doc_id) DO UPDATE SET data = excluded.data,"
+                " upto_seq = excluded.upto_seq, compacted_at = excluded.compacted_at,"
+                " complete = excluded.complete",
+                (doc_id, folded, upto, now, int(complete)),
             )
             conn.execute("DELETE FROM doc_updates WHERE doc_id = ? AND seq <= ?", (doc_id, upto))
-        return len(rows)
+        return len(seqs)
 
     def delete_document(self, doc_id: str) -> None:
         with self.transaction() as conn:
@@ -324,7 +353,12 @@ class Store:
 
 
 def fold_updates(parts: list[bytes]) -> bytes:
-    """One update equivalent to applying ``parts`` in order: the snapshot a compaction stores.
+    """One update equivalent to applying ``parts`` in order: the snapshot a compaction stores."""
+    return fold(parts)[0]
+
+
+def fold(parts: list[bytes]) -> tuple[bytes, bool]:
+    """:func:`fold_updates`, and whether the result is complete (holds nothing pending).
 
     Normally the parts are integrated into a document and its (garbage-collected) state is
     encoded. But a log can hold updates whose dependencies have not arrived yet (a peer sent
@@ -342,8 +376,8 @@ def fold_updates(parts: list[bytes]) -> bytes:
     beyond = get_update(merged, state)
     own = doc.get_update(state)
     if beyond[:1] == b"\x00" and _id_ranges_within(_delete_set(beyond), _delete_set(own)):
-        return doc.get_update()
-    return merged
+        return doc.get_update(), True
+    return merged, False
 
 
 def _delete_set(update: bytes) -> dict[int, list[tuple[int, int]]]:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map
 
+from focusmate import store as store_module
 from focusmate.document import MAX_UPDATE_BYTES, CrdtDocument
 from focusmate.errors import StoreError, ValidationError
-from focusmate.store import Store
+from focusmate.store import COMPACT_AFTER_UPDATES, Store
 
 
 class Peer:
@@ -247,6 +248,46 @@ def test_remote_updates_out_of_order_survive_compaction(
     late.apply_remote(first, origin="peer:bob", now=6.0)
 
     assert board(late) == {"b": "2"}
+
+
+def fill_to_compaction(document: CrdtDocument, prefix: str, *, now: float) -> None:
+    for i in range(COMPACT_AFTER_UPDATES):
+        with document.edit(now=now + i):
+            document.map("board")[f"{prefix}{i}"] = str(i)
+
+
+def test_a_document_compacts_its_log_from_memory(
+    store: Store, document: CrdtDocument, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot is the document's own state: nothing folded, nothing pending, all kept."""
+
+    def no_fold(parts: list[bytes]) -> tuple[bytes, bool]:
+        raise AssertionError("the log was folded although the document held all of it")
+
+    monkeypatch.setattr(store_module, "fold", no_fold)
+    fill_to_compaction(document, "k", now=2.0)
+
+    log = store.read_log("room-1")
+    assert log.updates == [] and log.snapshot is not None and log.snapshot_complete
+    assert reopened(store) == {f"k{i}": str(i) for i in range(COMPACT_AFTER_UPDATES)}
+
+
+def test_an_update_from_another_process_in_between_is_folded_in(profile_dir: Path) -> None:
+    """Our memory lacks what another process appended meanwhile, so the log is folded instead
+    of our state being stored: the other process's edit survives the compaction."""
+    with Store(profile_dir / "focusmate.db") as ours, Store(profile_dir / "focusmate.db") as theirs:
+        document = CrdtDocument(ours, "room-1", kind="room", now=1.0)
+        other = CrdtDocument(theirs, "room-1", kind="room", now=1.0)
+        with document.edit(now=2.0):
+            document.map("board")["first"] = "ours"
+        with other.edit(now=3.0):
+            other.map("board")["theirs"] = "kept"
+        fill_to_compaction(document, "k", now=4.0)
+
+        assert ours.read_log("room-1").snapshot is not None  # it compacted
+        fresh = board(CrdtDocument(ours, "room-1", kind="room", now=9.0))
+        assert fresh["theirs"] == "kept" and fresh["first"] == "ours"
+        assert len(fresh) == COMPACT_AFTER_UPDATES + 2
 
 
 # -- listeners ------------------------------------------------------------------------------------
