@@ -485,3 +485,23 @@ def test_verdicts_are_remembered_but_a_changed_record_is_checked_again(tmp_path:
     write_raw(alice, "posts", post_id, {**raw, "body": "forged"})
     (post,) = board.posts()
     assert post.body == "forged" and not post.verified
+
+
+def test_the_newest_posts_alone_are_the_start_of_the_whole_board(pair: tuple[User, User]) -> None:
+    """A first screenful (``limit``) shows exactly what the full board starts with: deleted
+    posts are skipped, not counted, and comments and likes come along."""
+    alice, bob = pair
+    ids = [alice.board.post(f"post {i}", now=T0 + 10 + i) for i in range(6)]
+    alice.board.comment(ids[4], "on the second newest", now=T0 + 30)
+    alice.board.delete_post(ids[5], now=T0 + 31)
+    send(alice, bob)
+    bob.board.like(ids[3], now=T0 + 32)
+    send(bob, alice)
+
+    whole = alice.board.posts()
+    first = alice.board.posts(limit=3)
+
+    assert first == whole[:3]
+    assert [p.body for p in first] == ["post 4", "post 3", "post 2"]
+    assert [c.body for c in first[0].comments] == ["on the second newest"]
+    assert first[1].likes == 1
