@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 
 from pycrdt import Map
 
-from focusmate.board_index import BoardIndex, map_records
+from focusmate.board_index import BoardIndex
 from focusmate.errors import NotFoundError, PermissionDeniedError, ValidationError
 from focusmate.identity import Identity, sign_record, verify_record
 from focusmate.room import Room
@@ -29,6 +29,7 @@ POST_MAX = 4000
 COMMENT_MAX = 1000
 
 MAPS = ("posts", "comments", "likes")
+BULK_READ_AFTER = 200  # posts to build beyond which one bulk read of the maps beats lookups
 
 IdFactory = Callable[[], str]
 
@@ -97,6 +98,8 @@ class Board:
         self._new_id = new_id
         self._verdicts = verdicts  # shared between reads and kept in the profile (workspace)
         self._index = index or BoardIndex(room.document)  # shared per document (workspace)
+        self._built: dict[str, tuple[int, Post | None]] = {}  # key -> (index version, post)
+        self._built_names: dict[str, str] = {}
 
     def _map(self, name: str) -> Map[Any]:
         return self.room.document.map(name)
@@ -220,53 +223,72 @@ class Board:
 
         With ``limit``, only the newest ``limit`` posts: only their records, comments and likes
         are read and checked (:class:`BoardIndex` knows where they are), so the first
-        screenful of a 10k-post room costs what a 50-post room does.
+        screenful of a 10k-post room costs what a 50-post room does. A post whose record,
+        comments and likes did not change since this board last built it is not built again.
         """
         names = {uid: m.name for uid, m in self.room.members().items()}
-        get_post, get_comment, get_like = (self._reader(name, bulk=limit is None) for name in MAPS)
+        if names != self._built_names:  # a member renamed: every author name may change
+            self._built, self._built_names = {}, names
+        order = self._index.newest_posts()
+        bulk = limit is None and len(order) - len(self._built) > BULK_READ_AFTER
+        readers = [self._reader(name, bulk=bulk) for name in MAPS]
         posts: list[Post] = []
-        for key in self._index.newest_posts():
+        for key in order:
             if limit is not None and len(posts) >= limit:
                 break
-            raw = get_post(key)
-            if not _well_formed(raw, kind="post", key=key):
-                continue
-            verified = self._verified("post", raw)
-            if raw.get("deleted") and verified:
-                continue  # a genuine tombstone; a forged one is shown, flagged, like any forgery
-            liked = set()
-            for like_key in self._index.children("likes", key):
-                like = get_like(like_key)
-                if isinstance(like, Mapping) and self._verified("like", like):
-                    liked.add(str(like.get("author")))
-            comments = [
-                comment
-                for comment_key in self._index.children("comments", key)
-                if (comment := self._read_comment(comment_key, get_comment(comment_key), names))
-            ]
-            posts.append(
-                Post(
-                    post_id=key,
-                    author=str(raw["author"]),
-                    author_name=names.get(str(raw["author"]), "unknown"),
-                    body=str(raw["body"])[:POST_MAX],
-                    created_at=float(raw["created_at"]),
-                    edited_at=_opt_float(raw.get("edited_at")),
-                    verified=verified,
-                    likes=len(liked),
-                    liked_by_me=self.identity.user_id in liked,
-                    comments=tuple(sorted(comments, key=lambda c: (c.created_at, c.comment_id))),
-                )
-            )
+            version = self._index.version(key)
+            built = self._built.get(key)
+            if built is None or built[0] != version:
+                built = self._built[key] = (version, self._build(key, names, *readers))
+            if built[1] is not None:
+                posts.append(built[1])
         if self._verdicts is not None:
             self._verdicts.save()
         return posts
 
+    def _build(
+        self,
+        key: str,
+        names: Mapping[str, str],
+        get_post: Callable[[str], Any],
+        get_comment: Callable[[str], Any],
+        get_like: Callable[[str], Any],
+    ) -> Post | None:
+        """One post as shown, or None for a malformed record or a genuine tombstone."""
+        raw = get_post(key)
+        if not _well_formed(raw, kind="post", key=key):
+            return None
+        verified = self._verified("post", raw)
+        if raw.get("deleted") and verified:
+            return None  # a genuine tombstone; a forged one is shown, flagged, like any forgery
+        liked = set()
+        for like_key in self._index.children("likes", key):
+            like = get_like(like_key)
+            if isinstance(like, Mapping) and self._verified("like", like):
+                liked.add(str(like.get("author")))
+        comments = [
+            comment
+            for comment_key in self._index.children("comments", key)
+            if (comment := self._read_comment(comment_key, get_comment(comment_key), names))
+        ]
+        return Post(
+            post_id=key,
+            author=str(raw["author"]),
+            author_name=names.get(str(raw["author"]), "unknown"),
+            body=str(raw["body"])[:POST_MAX],
+            created_at=float(raw["created_at"]),
+            edited_at=_opt_float(raw.get("edited_at")),
+            verified=verified,
+            likes=len(liked),
+            liked_by_me=self.identity.user_id in liked,
+            comments=tuple(sorted(comments, key=lambda c: (c.created_at, c.comment_id))),
+        )
+
     def _reader(self, name: str, *, bulk: bool) -> Callable[[str], Any]:
-        """Look records of one map up by key: from one bulk read of the map (for a whole board,
-        where that beats 11k lookups), or one at a time (for a page)."""
+        """Look records of one map up by key: from one bulk read of the map (when many posts
+        are to be built, where that beats 11k lookups), or one at a time."""
         if bulk:
-            return map_records(self._map(name)).get
+            return self._index.records(name).get
         return self._map(name).get
 
     def _read_comment(self, key: str, raw: object, names: Mapping[str, str]) -> Comment | None:

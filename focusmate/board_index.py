@@ -10,6 +10,7 @@ still checked (form, signature) by :class:`focusmate.board.Board` when a page is
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from pycrdt import Doc, Map, MapEvent, Subscription
 from focusmate.room import RoomDocument
 
 CHILD_MAPS = ("comments", "likes")
+_versions = itertools.count(1)  # shared by every index: a number is never reused
 
 
 class BoardIndex:
@@ -34,6 +36,8 @@ class BoardIndex:
         self._parent: dict[str, dict[str, str]] = {name: {} for name in CHILD_MAPS}
         self._children: dict[str, dict[str, set[str]]] = {name: {} for name in CHILD_MAPS}
         self._subscriptions: list[Subscription] = []
+        self._versions: dict[str, int] = {}  # post key -> moves when the post or its children do
+        self._read: dict[str, dict[str, Any]] = {}  # maps as read to build the index, unchanged
 
     def newest_posts(self) -> list[str]:
         """Every key of the posts map, newest first (ties by key, unusable times last)."""
@@ -47,6 +51,22 @@ class BoardIndex:
         self._follow()
         return sorted(self._children[name].get(post_id, ()))
 
+    def records(self, name: str) -> dict[str, Any]:
+        """A whole board map as plain Python. Right after the index was built, the copy it was
+        built from (handed out once: whoever asks next reads again)."""
+        self._follow()
+        read = self._read.pop(name, None)
+        return read if read is not None else map_records(self._document.map(name))
+
+    def version(self, post_id: str) -> int:
+        """A number that changes whenever the post's record, or a comment or like naming it,
+        does (and when the document is reloaded): a built post is good while it stays put."""
+        self._follow()
+        version = self._versions.get(post_id)
+        if version is None:
+            version = self._versions[post_id] = next(_versions)
+        return version
+
     def _follow(self) -> None:
         """Read the maps once per pycrdt document (a rebuilt document starts over)."""
         doc = self._document.doc
@@ -54,31 +74,38 @@ class BoardIndex:
             return
         self._doc = doc
         self._created.clear()
+        self._versions.clear()
         self._order = None
         posts = self._document.map("posts")
-        for key, raw in map_records(posts).items():
+        self._read = {"posts": map_records(posts)}
+        for key, raw in self._read["posts"].items():
             self._created[key] = _sort_time(raw)
         self._subscriptions = [posts.observe(self._posts_changed)]
         for name in CHILD_MAPS:
             self._parent[name].clear()
             self._children[name].clear()
             shared = self._document.map(name)
-            for key, raw in map_records(shared).items():
+            self._read[name] = map_records(shared)
+            for key, raw in self._read[name].items():
                 self._adopt(name, key, raw)
             self._subscriptions.append(shared.observe(partial(self._child_changed, name)))
 
     def _posts_changed(self, event: MapEvent) -> None:
+        self._read.clear()
         for key, change in _changed_keys(event).items():
             if change.get("action") == "delete":
                 self._created.pop(key, None)
             else:
                 self._created[key] = _sort_time(change.get("newValue"))
+            self._versions.pop(key, None)
         self._order = None
 
     def _child_changed(self, name: str, event: MapEvent) -> None:
+        self._read.clear()
         for key, change in _changed_keys(event).items():
             parent = self._parent[name].pop(key, None)
             if parent is not None:
+                self._versions.pop(parent, None)
                 siblings = self._children[name][parent]
                 siblings.discard(key)
                 if not siblings:
@@ -89,6 +116,7 @@ class BoardIndex:
     def _adopt(self, name: str, key: str, raw: object) -> None:
         parent = raw.get("post_id") if isinstance(raw, Mapping) else None
         if isinstance(parent, str):
+            self._versions.pop(parent, None)
             self._parent[name][key] = parent
             self._children[name].setdefault(parent, set()).add(key)
 
