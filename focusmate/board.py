@@ -91,13 +91,12 @@ class Board:
         *,
         new_id: IdFactory = new_item_id,
         verdicts: Verdicts | None = None,
-        index: BoardIndex | None = None,
     ) -> None:
         self.room = room
         self.identity = identity
         self._new_id = new_id
         self._verdicts = verdicts  # shared between reads and kept in the profile (workspace)
-        self._index = index or BoardIndex(room.document)  # shared per document (workspace)
+        self._index = BoardIndex(room.document)
         self._built: dict[str, tuple[int, Post | None]] = {}  # key -> (index version, post)
         self._built_names: dict[str, str] = {}
 

@@ -18,7 +18,6 @@ import platformdirs
 
 from focusmate import keyfile
 from focusmate.board import Board
-from focusmate.board_index import BoardIndex
 from focusmate.clock import Clock
 from focusmate.document import CrdtDocument
 from focusmate.errors import NotFoundError, ValidationError
@@ -75,7 +74,7 @@ class Workspace:
                 profile_dir / KEY_NAME, passphrase=passphrase
             )
             self._docs: dict[str, CrdtDocument] = {}
-            self._board_indices: dict[str, BoardIndex] = {}  # one per room document
+            self._boards: dict[str, Board] = {}  # one per room document
             # Signature verdicts, shared by every board read and kept in the profile.
             self._verdicts = Verdicts(verdict_key(self.identity.private_bytes()[0]), self.store)
             if created or self.my_profile() is None:
@@ -304,10 +303,12 @@ class Workspace:
         ]
 
     def board(self, room: Room) -> Board:
-        index = self._board_indices.get(room.room_id)
-        if index is None:
-            index = self._board_indices[room.room_id] = BoardIndex(room.document)
-        return Board(room, self.identity, verdicts=self._verdicts, index=index)
+        """The room's board; one per room document, so what it built is reused across reads."""
+        board = self._boards.get(room.room_id)
+        if board is None or board.room.document is not room.document:
+            board = Board(room, self.identity, verdicts=self._verdicts)
+            self._boards[room.room_id] = board
+        return board
 
     # -- focus sessions -------------------------------------------------------------------------
 
