@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Load generator for bench/relay_fanout.py (see that module's docstring for the load model).
+// Load generator for bench/relay_fanout.py and bench/conn_scaling.py (see relay_fanout's
+// docstring for the load model).
 //
 // Speaks y-websocket over `ws` (no permessage-deflate) using `yjs` and `lib0` from the node
 // directory given through NODE_PATH. It is driven by the Python orchestrator over stdio:
@@ -10,10 +11,17 @@
 //    "timeout_s":T}                       -> {"ev":"connected", ...}
 //   {"cmd":"run","mode":"rate"|"saturate","rate":U,"window":K,"t_start_ns":"<monotonic ns>",
 //    "warmup_s":..,"duration_s":..,"drain_s":..}   -> {"ev":"result", ...}
-//   {"cmd":"idle","rooms":[...same as connect, writers 0...],"concurrency":N,"timeout_s":T}
+//   {"cmd":"idle","rooms":[...same as connect, writers 0...],"concurrency":N,"timeout_s":T,
+//    "tolerate_failures":false,"deadline_s":null}
 //                                          -> {"ev":"idle_connected", ...}
+//   {"cmd":"idle_count"}                   -> {"ev":"idle_count","clients":..,"open":.., ...}
 //   {"cmd":"idle_close"}                   -> {"ev":"idle_closed"}
 //   {"cmd":"quit"}                         -> exits
+//
+// `idle` always reports every connection's open -> synced time (`connect_latency`, a histogram
+// like `latency`). By default the first connection that fails fails the command; with
+// "tolerate_failures" each failure is counted (`failed`, `failure_reasons`) and the rest go on,
+// and with "deadline_s" no new room is started after that many seconds (`not_attempted`).
 //
 // Times: performance.now() locally; the orchestrator's CLOCK_MONOTONIC nanoseconds (Python's
 // time.monotonic_ns) are mapped onto it through process.hrtime.bigint(), the same clock.
@@ -85,12 +93,15 @@ class Generator {
     this.run = null // the run in progress, or null
     this.runId = 0
     this.unexpectedCloses = 0
+    this.closedAfterSync = 0 // unexpected closes of connections that had synced
   }
 
   // -- connections ----------------------------------------------------------------------------
 
-  openClient (url, room, indexInRoom, writer, timeoutMs) {
+  // `latency`, when given, gets the time from creating the socket to the server's sync step 2.
+  openClient (url, room, indexInRoom, writer, timeoutMs, latency = null) {
     return new Promise((resolve, reject) => {
+      const t0 = performance.now()
       const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
       ws.binaryType = 'nodebuffer'
       const client = { ws, room, indexInRoom, synced: false, wid: -1, closing: false }
@@ -110,7 +121,11 @@ class Generator {
         reject(new Error(`sync timeout after ${timeoutMs} ms: ${url}`))
         ws.terminate()
       }, timeoutMs)
-      client.onSynced = () => { clearTimeout(timer); resolve(client) }
+      client.onSynced = () => {
+        clearTimeout(timer)
+        if (latency) latency.add(performance.now() - t0)
+        resolve(client)
+      }
       ws.on('open', () => {
         const sv = client.doc ? Y.encodeStateVector(client.doc) : EMPTY_STATE_VECTOR
         ws.send(syncMessage(SYNC_STEP1, sv))
@@ -120,6 +135,7 @@ class Generator {
       ws.on('close', () => {
         if (!client.closing) {
           this.unexpectedCloses++
+          if (client.synced) this.closedAfterSync++
           clearTimeout(timer)
           reject(new Error(`closed before sync: ${url}`))
         }
@@ -129,23 +145,43 @@ class Generator {
 
   // Opens `clients` connections to every room: the first one alone (and synced) before the
   // others, because pycrdt-websocket deadlocks when two clients create a room concurrently.
-  async connectRooms (rooms, concurrency, timeoutMs, into) {
+  // `concurrency` rooms are in progress at a time. With `stats` (see newConnectStats), every
+  // connection's open -> synced time is recorded, and in tolerant mode a failed connection is
+  // counted instead of failing the whole call, and no room is started after the deadline.
+  async connectRooms (rooms, concurrency, timeoutMs, into, stats = null) {
     let next = 0
+    const latency = stats ? stats.latency : null
+    const open = async (r, room, i, writer) => {
+      if (!(stats && stats.tolerant)) return this.openClient(r.url, room, i, writer, timeoutMs, latency)
+      try {
+        return await this.openClient(r.url, room, i, writer, timeoutMs, latency)
+      } catch (err) {
+        stats.failed++
+        const kind = failureKind(err)
+        stats.reasons[kind] = (stats.reasons[kind] || 0) + 1
+        if (stats.examples.length < 5) stats.examples.push(String(err && err.message ? err.message : err))
+        return null
+      }
+    }
     const worker = async () => {
       while (next < rooms.length) {
+        if (stats && performance.now() >= stats.deadline) return
         const r = rooms[next++]
         const room = { url: r.url, clients: r.clients, index: r.index }
-        const first = await this.openClient(r.url, room, 0, r.writers > 0, timeoutMs)
-        into.push(first)
+        const first = await open(r, room, 0, r.writers > 0)
+        if (first) into.push(first)
         const rest = []
         for (let i = 1; i < r.clients; i++) {
-          rest.push(this.openClient(r.url, room, i, i < r.writers, timeoutMs))
+          rest.push(open(r, room, i, i < r.writers))
         }
-        for (const c of await Promise.all(rest)) into.push(c)
+        for (const c of await Promise.all(rest)) if (c) into.push(c)
       }
     }
     const t0 = performance.now()
     await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker))
+    if (stats) {
+      for (let k = next; k < rooms.length; k++) stats.notAttempted += rooms[k].clients
+    }
     return (performance.now() - t0) / 1000
   }
 
@@ -430,10 +466,30 @@ class Generator {
         await this.runLoad(cmd)
         break
       case 'idle': {
-        const elapsed = await this.connectRooms(cmd.rooms, cmd.concurrency, cmd.timeout_s * 1000, this.idleClients)
-        emit({ ev: 'idle_connected', clients: this.idleClients.length, elapsed_s: elapsed })
+        const stats = newConnectStats(cmd)
+        const before = this.idleClients.length
+        const elapsed = await this.connectRooms(cmd.rooms, cmd.concurrency, cmd.timeout_s * 1000, this.idleClients, stats)
+        emit({
+          ev: 'idle_connected',
+          clients: this.idleClients.length,
+          elapsed_s: elapsed,
+          synced: this.idleClients.length - before,
+          failed: stats.failed,
+          not_attempted: stats.notAttempted,
+          failure_reasons: stats.reasons,
+          failure_examples: stats.examples,
+          connect_latency: stats.latency.toJSON()
+        })
         break
       }
+      case 'idle_count':
+        emit({
+          ev: 'idle_count',
+          clients: this.idleClients.length,
+          open: this.idleClients.filter((c) => c.ws.readyState === WebSocket.OPEN).length,
+          closed_after_sync: this.closedAfterSync
+        })
+        break
       case 'idle_close':
         await this.closeAll(this.idleClients)
         this.idleClients = []
@@ -447,6 +503,27 @@ class Generator {
         throw new Error('unknown command ' + cmd.cmd)
     }
   }
+}
+
+// What `idle` collects while connecting (see connectRooms).
+const newConnectStats = (cmd) => ({
+  latency: new Histogram(),
+  tolerant: cmd.tolerate_failures === true,
+  deadline: cmd.deadline_s > 0 ? performance.now() + cmd.deadline_s * 1000 : Infinity,
+  failed: 0,
+  notAttempted: 0,
+  reasons: {},
+  examples: []
+})
+
+// A short class for a failed connection: "timeout", "closed", "http 503", "ECONNREFUSED", ...
+const failureKind = (err) => {
+  const message = String(err && err.message ? err.message : err)
+  if (message.startsWith('sync timeout')) return 'timeout'
+  if (message.startsWith('closed before sync')) return 'closed'
+  const http = /Unexpected server response: (\d+)/.exec(message)
+  if (http) return 'http ' + http[1]
+  return (err && err.code) || 'error'
 }
 
 const main = () => {
