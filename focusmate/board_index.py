@@ -43,7 +43,7 @@ class BoardIndex:
         """Every key of the posts map, newest first (ties by key, unusable times last)."""
         self._follow()
         if self._order is None:
-            self._order = sorted(self._created, key=lambda key: (-self._created[key], key))
+            self._order = [key for _, key in sorted((-t, key) for key, t in self._created.items())]
         return self._order
 
     def children(self, name: str, post_id: str) -> list[str]:
@@ -139,6 +139,9 @@ def _changed_keys(event: MapEvent) -> dict[str, dict[str, Any]]:
 
 def _sort_time(raw: object) -> float:
     """A post's time for sorting; one without a usable time sorts as the oldest."""
-    created = raw.get("created_at") if isinstance(raw, Mapping) else None
-    usable = isinstance(created, int | float) and not isinstance(created, bool)
-    return float(created) if usable and math.isfinite(created) else -math.inf  # type: ignore[arg-type]
+    try:
+        created = raw["created_at"]  # type: ignore[index]
+    except (TypeError, KeyError, IndexError):
+        return -math.inf
+    usable = type(created) in (int, float)  # not bool, and nothing a peer dressed up as a number
+    return float(created) if usable and math.isfinite(created) else -math.inf
