@@ -638,16 +638,17 @@ def phases_of(body: dict[str, Any], wall0: float) -> dict[str, float]:
     session = spans.get("session.start")
     window = spans.get("build_window")
     if session and window:
+        after = session[0] >= body["paint_at"]  # the app starts syncing once it has painted
         marks += [
-            ("profile, Session()", body["main_at"], session[0]),
-            ("Session.start", *session),
+            ("profile, Session()", body["main_at"], min(session[0], window[0])),
             ("build_window", *window),
             ("show → paint", window[1], body["paint_at"]),
+            ("Session.start (after the paint)" if after else "Session.start", *session),
         ]
     marks.append(("paint → PNG", body["paint_at"], body["written_at"]))
     out = {label: round(ended - began, 3) for label, began, ended in marks}
     lan = spans.get("LAN discovery start")
-    if lan:  # part of Session.start: the engine awaits mDNS probing
+    if lan:  # part of Session.start (the engine's LAN side)
         out["(in it) LAN start"] = round(lan[1] - lan[0], 3)
     return out
 

@@ -5,11 +5,16 @@ module builds everything — the session (workspace + sync engine), the view-mod
 the tray or banner, the chimes — and passes each its dependencies; nothing below reaches for a
 global. Qt and asyncio share one loop through qasync, so engine tasks, websockets and widgets
 all run on the main thread and nothing needs a lock.
+
+Start-up is ordered for a quick first paint: the window shows what the first screen needs (the
+rest is built when first visited, see :mod:`ui.widgets.main_window`), and the sync engine starts
+right after the window's first paint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -18,13 +23,14 @@ from typing import cast
 from zoneinfo import ZoneInfo
 
 import qasync
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QInputDialog, QLineEdit, QMessageBox
 
 from focusmate.clock import Clock, SystemClock, local_zone
 from focusmate.keyfile import PASSPHRASE_ENV, PassphraseRequiredError, WrongPassphraseError
 from focusmate.workspace import Workspace
-from sync.engine_lock import AlreadyRunningError
+from sync.engine_lock import AlreadyRunningError, EngineLock
 from ui.session import Session
 from ui.sound import ChimePlayer
 from ui.theme import apply_theme
@@ -40,6 +46,8 @@ from ui.widgets.tray import tray_available
 
 APP_NAME = "FocusMate"
 ASSETS = Path(__file__).parent / "assets"
+GC_PAUSE_MS = 5000  # the longest the cyclic garbage collector waits for the first paint
+SYNC_AFTER_PAINT_MS = 2000  # the longest syncing waits for the window's first paint
 
 
 def app_icon() -> QIcon:
@@ -89,7 +97,12 @@ def run_app(
 ) -> int:
     """Open the window on the profile and run until the user quits; the exit code.
     ``snapshot``: instead, save a PNG of the window there once it is up and quit (the desktop
-    bundle's smoke test sees the real window this way, with no display)."""
+    bundle's smoke test sees the real window this way, with no display).
+
+    Once the profile is open, Python's cyclic garbage collector rests while the window is built
+    (reading a large profile allocates a lot, which would make it scan everything, nearly all of
+    it alive, more than once) and resumes at the first paint, or after :data:`GC_PAUSE_MS` at
+    the latest."""
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
@@ -99,8 +112,16 @@ def run_app(
     workspace = open_workspace(profile_dir)
     if workspace is None:
         return 1
-    with workspace:
-        return _run(app, workspace, relays=relays, lan=lan, snapshot=snapshot)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with workspace:
+            return _run(
+                app, workspace, relays=relays, lan=lan, snapshot=snapshot, resume_gc=collecting
+            )
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _run(
@@ -110,6 +131,7 @@ def _run(
     relays: tuple[str, ...] | None,
     lan: bool | None,
     snapshot: Path | None,
+    resume_gc: bool = False,
 ) -> int:
     apply_theme(app, workspace.settings.theme)
     loop = qasync.QEventLoop(app)
@@ -118,17 +140,36 @@ def _run(
     refused: list[str] = []
 
     async def main() -> int:
+        # The window comes first, the sync engine (its relays, the LAN, the watcher's look at
+        # what changed while the app was closed) right after its first paint; but no window
+        # opens on a profile that another FocusMate is syncing.
         try:
-            await session.start()
+            _check_not_running(workspace)
         except AlreadyRunningError as err:
             refused.append(str(err))  # said once the loop is done: a dialog here would nest it
-            await session.stop()
             return 1
         window = build_window(session, tz=local_zone(), cache_dir=workspace.profile_dir / "cache")
+        if resume_gc:  # paused by run_app while the window opens
+            window.firstPainted.connect(gc.enable)
+            QTimer.singleShot(GC_PAUSE_MS, window, gc.enable)
+        painted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_screen() -> None:
+            if not painted.done():
+                painted.set_result(None)
+
+        window.firstPainted.connect(on_screen)
+        QTimer.singleShot(SYNC_AFTER_PAINT_MS, window, on_screen)  # should no paint come
         closed = asyncio.Event()
         window.quitRequested.connect(closed.set)
         window.show()
         try:
+            await painted
+            try:
+                await session.start()
+            except AlreadyRunningError as err:  # another FocusMate started meanwhile
+                refused.append(str(err))
+                return 1
             if snapshot is not None:
                 return await save_snapshot(session, window, snapshot)
             await closed.wait()
@@ -142,6 +183,14 @@ def _run(
     for message in refused:
         QMessageBox.warning(None, APP_NAME, message)
     return code
+
+
+def _check_not_running(workspace: Workspace) -> None:
+    """AlreadyRunningError if another process syncs this profile (the engine takes the lock for
+    good when it starts)."""
+    lock = EngineLock(workspace.profile_dir)
+    lock.acquire()
+    lock.release()
 
 
 async def save_snapshot(session: Session, window: MainWindow, path: Path, ticks: int = 2) -> int:

@@ -14,13 +14,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, NoReturn, TextIO, cast
 
 from focusmate import cli
-from focusmate.cli.commands import Context
 from focusmate.settings import parse_setting
-from sync.daemon import DaemonExtension
-from sync.doctor import DoctorExtension
+
+if TYPE_CHECKING:
+    from focusmate.cli.commands import Context
 
 
 def display_problem(environ: dict[str, str] | None = None, platform: str = sys.platform) -> str:
@@ -68,15 +68,50 @@ class AppExtension:
         return run_app(profile_dir, relays=relays, lan=lan, snapshot=snapshot)
 
 
+class _NotTheApp(Exception):
+    pass
+
+
+class _CommandPeek(argparse.ArgumentParser):
+    """The top level of the grammar, just enough to tell which command will run."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _NotTheApp(message)
+
+
+def opens_app(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` opens the window (``app``, or no command at all) and asks for no help or
+    version: parsing it then needs no other command's grammar. (The top-level options here are
+    those of ``focusmate.cli.parser.build_parser``; anything unexpected takes the long way.)"""
+    peek = _CommandPeek(add_help=False)
+    peek.add_argument("-h", "--help", action="store_true")
+    peek.add_argument("--version", action="store_true")
+    peek.add_argument("--profile")
+    peek.add_argument("command", nargs="?")
+    try:
+        known, _rest = peek.parse_known_args(list(argv))
+    except _NotTheApp:
+        return False
+    return known.command in (None, "app") and not known.help and not known.version
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
     has_qt = importlib.util.find_spec("PySide6") is not None and (
         importlib.util.find_spec("qasync") is not None
     )
+    if has_qt and opens_app(args):
+        # Opening the window: the headless commands (and the CLI machinery behind them) stay
+        # unimported, so the window is not kept waiting for them.
+        return cli.main(args, extensions=[AppExtension()], default_command="app")
+    from sync.daemon import DaemonExtension  # noqa: PLC0415 - see above
+    from sync.doctor import DoctorExtension  # noqa: PLC0415
+
     extensions: list[cli.Extension] = [DaemonExtension()]
     extensions.append(DoctorExtension())
     if has_qt:
         extensions.append(AppExtension())
-    return cli.main(argv, extensions=extensions, default_command="app" if has_qt else None)
+    return cli.main(args, extensions=extensions, default_command="app" if has_qt else None)
 
 
 if __name__ == "__main__":

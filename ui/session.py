@@ -52,6 +52,7 @@ class Session(QObject):
     dmReceived = Signal(dict)  # engine "dm_received": {"id", "from", "text"}
     ticked = Signal()  # every TICK_MS: redraw countdowns
     engineEvent = Signal(dict)  # every engine event, as the daemon would print it
+    started = Signal()  # start() is done: what was there at start-up is accounted for
 
     def __init__(
         self,
@@ -79,6 +80,10 @@ class Session(QObject):
         # What the tick, the watcher and the view-models read, re-read only when it changed.
         self.room_cache = RoomCache(workspace)
         self.room_cache.sync()
+        # The stats document too, before the app's event loop runs: a CRDT document first opened
+        # inside a running loop makes pycrdt load anyio's asyncio backend, which the window need
+        # not wait for (the view-models read the stats while the window is built).
+        workspace.stats()
         self._reporter = BoardAndTimerReporter(
             workspace, self._on_watch_event, now_for=self.engine.now_for, cache=self.room_cache
         )
@@ -99,6 +104,12 @@ class Session(QObject):
         await self.engine.start()
         self._started = True
         self._tick.start()
+        self.started.emit()
+
+    @property
+    def running(self) -> bool:
+        """Between start() and stop()."""
+        return self._started
 
     async def stop(self) -> None:
         self._tick.stop()

@@ -5,6 +5,10 @@ files in a cache directory and played with QSoundEffect at the volume in the set
 there is no audio device (servers, CI) playing fails quietly: a chime is never worth a crash,
 and the banner or tray still says what happened. Without QtMultimedia's system libraries
 (``libpulse0`` on Linux) the player is silent, ``available`` False.
+
+Nothing of that happens while the window opens: QtMultimedia is loaded, the files written and
+the effects made when the first chime is asked for (:meth:`ChimePlayer.prepare`); a sound
+effect asked to play while its file loads plays once it is loaded.
 """
 
 from __future__ import annotations
@@ -14,13 +18,12 @@ import struct
 import wave
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QUrl
 
-try:
+if TYPE_CHECKING:
     from PySide6.QtMultimedia import QSoundEffect
-except ImportError:  # QtMultimedia's system libraries (PulseAudio's) are missing: no chimes
-    QSoundEffect = None  # type: ignore[assignment,misc]
 
 RATE = 22_050
 CHIMES = {"focus": (523.25, 783.99), "break": (783.99, 523.25)}  # C5 G5, G5 C5
@@ -56,20 +59,48 @@ def write_chimes(directory: Path) -> dict[str, Path]:
     return paths
 
 
+def _sound_effect_class() -> Any:
+    """QSoundEffect, or None where QtMultimedia's system libraries (PulseAudio's) are missing."""
+    try:
+        from PySide6.QtMultimedia import QSoundEffect  # noqa: PLC0415 - loaded on first use
+    except ImportError:
+        return None
+    return QSoundEffect
+
+
 class ChimePlayer(QObject):
     """Plays a chime by name at a volume from 0 to 100."""
 
     def __init__(self, directory: Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self.directory = directory
         self.effects: dict[str, QSoundEffect] = {}
-        self.available = QSoundEffect is not None
-        for name, path in write_chimes(directory).items() if self.available else ():
-            effect = QSoundEffect(self)
-            effect.setSource(QUrl.fromLocalFile(str(path)))
-            self.effects[name] = effect
+        self._prepared = False
+        self._available: bool | None = None
         self.played: deque[str] = deque(maxlen=16)  # the latest chimes asked for, newest last
 
+    @property
+    def available(self) -> bool:
+        """Whether chimes can sound here (QtMultimedia loads)."""
+        if self._available is None:
+            self._available = _sound_effect_class() is not None
+        return self._available
+
+    def prepare(self) -> None:
+        """Write the chime files (the first time) and load them; once."""
+        if self._prepared:
+            return
+        self._prepared = True
+        effect_class = _sound_effect_class()
+        self._available = effect_class is not None
+        for name, path in write_chimes(self.directory).items() if self._available else ():
+            effect = effect_class(self)
+            effect.setSource(QUrl.fromLocalFile(str(path)))
+            self.effects[name] = effect
+
     def play(self, name: str, volume: int) -> None:
+        if volume > 0:
+            self.prepare()
         effect = self.effects.get(name)
         if effect is None or volume <= 0:
             return

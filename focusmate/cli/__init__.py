@@ -17,17 +17,21 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from focusmate import __version__, keyfile
-from focusmate.cli.commands import COMMANDS, Context
 from focusmate.cli.parser import build_parser
-from focusmate.cli.render import timer_line
 from focusmate.clock import Clock, SystemClock
 from focusmate.errors import FocusMateError
-from focusmate.export import install_identity, read_export
 from focusmate.keyfile import PASSPHRASE_ENV
 from focusmate.workspace import KEY_NAME, Workspace, default_profile_dir
+
+if TYPE_CHECKING:
+    from focusmate.cli.commands import Context
+
+# The commands themselves (``focusmate.cli.commands``, and what they need: exports,
+# achievements, rendering) are imported only when one runs: ``focusmate`` alone opens the app
+# through an extension, and the window should not wait for the rest of the command line.
 
 
 class Extension(Protocol):
@@ -56,10 +60,8 @@ def main(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser, sub = build_parser()
-    commands = dict(COMMANDS)
     for extension in extensions:
         extension.add_commands(sub)
-        commands.update(extension.commands)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -74,7 +76,14 @@ def main(
             unopened = getattr(extension, "unopened_commands", {})
             if key in unopened:
                 return int(unopened[key](args, profile_dir, out))
+        from focusmate.cli.commands import COMMANDS, Context  # noqa: PLC0415 - see above
+
+        commands = dict(COMMANDS)
+        for extension in extensions:
+            commands.update(extension.commands)
         if args.command == "import":
+            from focusmate.export import install_identity, read_export  # noqa: PLC0415
+
             # A fresh profile adopts the exported identity before it would create its own.
             install_identity(profile_dir, read_export(Path(args.file)))
         with _open(profile_dir, clock or SystemClock()) as ws:
@@ -103,6 +112,8 @@ def _open(profile_dir: Path, clock: Clock) -> Workspace:
 
 def _overview(ctx: Context, parser: argparse.ArgumentParser) -> int:
     """``focusmate`` alone: who you are, your rooms right now, and where to go next."""
+    from focusmate.cli.render import timer_line  # noqa: PLC0415 - see the imports above
+
     ws = ctx.ws
     rooms = [r for r in ws.rooms() if not r.deleted]
     print(f"FocusMate {__version__} — {ws.display_name} ({ws.user_id})", file=ctx.out)

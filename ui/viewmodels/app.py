@@ -233,6 +233,8 @@ class AppViewModel(QObject):
     # -- LAN peers ------------------------------------------------------------------------------
 
     def lan_peers(self) -> list[LanPeer]:
+        if not self.session.peers:
+            return []  # nobody on the LAN (as at start): no names to look up
         names = self.session.workspace.member_names()
         offers: dict[str, list[str]] = {}
         for offer in self.lan_offers():
@@ -247,6 +249,9 @@ class AppViewModel(QObject):
 
     def lan_offers(self) -> list[LanOffer]:
         """Rooms offered by people on the LAN that we are not in yet."""
+        offered = list(self.session.engine.offers_from_lan())
+        if not offered:
+            return []
         names = self.session.workspace.member_names()
         return [
             LanOffer(
@@ -255,7 +260,7 @@ class AppViewModel(QObject):
                 offered_by=names.get(uid, uid[:11]),
                 link=invite.link(),
             )
-            for uid, invite in self.session.engine.offers_from_lan()
+            for uid, invite in offered
         ]
 
     # -- title ----------------------------------------------------------------------------------

@@ -49,15 +49,24 @@ class NoticeCenter(QObject):
         self.tz = tz
         self.held = HeldNotices()
         self._phases: dict[str, tuple[Phase, int]] = {}  # each room's last (phase, revision)
-        self._unlocked = self._achievements()
+        # The achievements unlocked so far are worked out at the first phase change (reading a
+        # year of sessions takes a while), from the sessions recorded by now, noted cheaply; or,
+        # should the session start later, by then (starting records the sessions that ended
+        # while the app was closed: no news either).
+        self._unlocked: set[str] | None = None
+        self._recorded = self._session_ids()
+        if not session.running:
+            session.started.connect(self._note_recorded)
         session.timerPhase.connect(self._on_phase)
         session.postReceived.connect(self._on_post)
         session.commentReceived.connect(self._on_comment)
         session.dmReceived.connect(self._on_dm)
+        cache = session.room_cache  # the timers as the sidebar has just read them
         for room in session.workspace.rooms():
-            if room.exists and not room.deleted:
-                view = room.timer_view(now=session.now_for(room.room_id))
-                self._phases[room.room_id] = (view.phase, room.timer_state.revision)
+            current = cache.timer(room)
+            if current.exists and not current.deleted:
+                view = cache.timer_view(room, now=session.now_for(room.room_id))
+                self._phases[room.room_id] = (view.phase, current.state.revision)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -70,9 +79,24 @@ class NoticeCenter(QObject):
                     return True
         return False
 
-    def _achievements(self) -> set[str]:
+    def _note_recorded(self) -> None:
+        if self._unlocked is None:
+            self._recorded = self._session_ids()
+
+    def _session_ids(self) -> frozenset[str]:
+        """The ids of the focus sessions recorded so far (the stats map's keys)."""
+        return frozenset(self.session.workspace.stats().document.map("sessions").keys())
+
+    def _achievements(self) -> tuple[set[str], set[str]]:
+        """The achievements unlocked now, and those unlocked before (when first asked: by the
+        sessions recorded when this was made)."""
         sessions = self.session.workspace.stats().sessions()
-        return {u.achievement.id for u in achievements.unlocked(sessions, tz=self.tz)}
+        now = {u.achievement.id for u in achievements.unlocked(sessions, tz=self.tz)}
+        before = self._unlocked
+        if before is None:
+            earlier = [s for s in sessions if s.session_id in self._recorded]
+            before = {u.achievement.id for u in achievements.unlocked(earlier, tz=self.tz)}
+        return now, before
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -102,9 +126,9 @@ class NoticeCenter(QObject):
         text = body.format(room=room.name, minutes=minutes)
         chime = "focus" if phase is Phase.FOCUS else "break"
         self.notify(EventKind.PHASE_CHANGED, title, text, room_id=room_id, sound=chime)
-        unlocked = self._achievements()
+        unlocked, before = self._achievements()
         for achievement in achievements.CATALOGUE:
-            if achievement.id in unlocked - self._unlocked:
+            if achievement.id in unlocked - before:
                 self.notify(EventKind.ACHIEVEMENT_UNLOCKED, f"Unlocked: {achievement.title}",
                             achievement.description)  # fmt: skip
         self._unlocked = unlocked

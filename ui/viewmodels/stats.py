@@ -134,10 +134,14 @@ class StatsViewModel(QObject):
 
         unsubscribe = session.workspace.stats().document.on_change(on_stats_change)
         self.destroyed.connect(lambda *_: unsubscribe())
-        self._snapshot = self._build()
+        # Built when first read (a year of sessions takes a while, and the window opens on a
+        # room, not on the stats), then kept current.
+        self._snapshot: StatsSnapshot | None = None
 
     @property
     def snapshot(self) -> StatsSnapshot:
+        if self._snapshot is None:
+            self._snapshot = self._build()
         return self._snapshot
 
     @property
@@ -154,7 +158,8 @@ class StatsViewModel(QObject):
 
     def refresh(self) -> None:
         self._due.stop()
-        self._snapshot = self._build()
+        if self._snapshot is not None:  # else nobody has looked yet: built when first read
+            self._snapshot = self._build()
         self.changed.emit()
 
     # -- exports --------------------------------------------------------------------------------
@@ -198,7 +203,8 @@ class StatsViewModel(QObject):
             self._schedule()
 
     def _on_tick(self) -> None:
-        if self._today() != self._snapshot.today_date:  # midnight: today starts from zero
+        shown = self._snapshot
+        if shown is not None and self._today() != shown.today_date:  # midnight: start from zero
             self._schedule()
 
     def _build(self) -> StatsSnapshot:

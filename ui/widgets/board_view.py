@@ -3,6 +3,13 @@
 Cards are kept by id and updated in place when a new snapshot arrives, so a live refresh never
 throws away a half-typed reply or an edit in progress, and the list keeps the post the user is
 reading where it was while new posts are added above it.
+
+A long board is built a screenful first: when the board is first shown it builds the first
+:data:`FIRST_CARDS` cards (in place, inside the window, so they are laid out and styled once).
+Once it has been painted the rest follow, :data:`CARDS_PER_PASS` at a time: at once while the
+user scrolls towards the last card built, else with a pause between (:data:`PASS_GAP_MS`), so
+whatever else is waiting (input, the sync engine starting up after the window's first paint)
+is never held up for long.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import itertools
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPaintEvent, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -23,7 +31,10 @@ from PySide6.QtWidgets import (
 from ui.viewmodels.board import BoardViewModel
 from ui.widgets.post_card import Editor, PostCard, quiet, reconcile, widgets_in
 
-CARDS_PER_PASS = 25  # cards built per event-loop pass (~50 ms), so long lists never freeze
+CARDS_PER_PASS = 10  # cards built per pass (a card takes 3-10 ms), so long lists never freeze
+PASS_GAP_MS = 100  # between passes, unless the user scrolls down to where the cards end
+FIRST_CARDS = 8  # cards built before the board is first painted: about a screenful
+UNPAINTED_MS = 250  # the rest comes after the first paint, or this long after the first show
 
 
 class BoardView(QWidget):
@@ -36,8 +47,14 @@ class BoardView(QWidget):
         self._arrived = 0  # items from others that came in while the user was scrolled down
         self._anchor: tuple[str, int] | None = None  # (post id, offset) to keep in view
         self._restoring = False
-        self._more_cards = QTimer(self, singleShot=True, interval=0)
+        self._shown = False  # cards are first built when the board is first shown...
+        self._painted = False  # ...and the rest of a long board once it has been painted
+        self._incomplete = False  # posts without their card yet
+        self._more_cards = QTimer(self, singleShot=True)
         self._more_cards.timeout.connect(self._render)
+        # Should no paint reach the board itself (all of it covered), the rest comes anyway.
+        self._unpainted = QTimer(self, singleShot=True, interval=UNPAINTED_MS)
+        self._unpainted.timeout.connect(self._first_screen_done)
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_composer())
         self.message = QLabel()
@@ -56,7 +73,24 @@ class BoardView(QWidget):
         vm.changed.connect(self._render)
         vm.error.connect(self._show_error)
         vm.arrived.connect(self._on_arrived)
-        self._render()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if not self._shown:
+            self._shown = True
+            self._render()
+            self._unpainted.start()
+        super().showEvent(event)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        self._first_screen_done()
+
+    def _first_screen_done(self) -> None:
+        if not self._painted:
+            self._painted = True
+            self._unpainted.stop()
+            if self._incomplete:
+                self._more_cards.start(PASS_GAP_MS)  # the rest, once this paint is done
 
     def _build_composer(self) -> QHBoxLayout:
         self.composer = Editor(
@@ -117,17 +151,22 @@ class BoardView(QWidget):
         snapshot = self.vm.snapshot
         if self._anchor is None:
             self._anchor = self._reading_position()
+        built: list[PostCard] = []
         moved, complete = reconcile(
             self._list,
             self.cards,
             snapshot.posts,
             key=lambda p: p.post_id,
-            make=lambda p: PostCard(self, p),
+            make=lambda p: _appended(built, PostCard(self, p)),
             show=PostCard.show_post,
-            budget=CARDS_PER_PASS,
+            budget=CARDS_PER_PASS if self._painted else FIRST_CARDS,
         )
-        if not complete:
-            self._more_cards.start()  # build the rest on the next pass: the window stays live
+        if self.isVisible():
+            for card in built:
+                card.show()  # now, in this pass (a layout would show it on the next one)
+        self._incomplete = not complete
+        if not complete and self._painted:
+            self._more_cards.start(PASS_GAP_MS)  # the rest in a while: the window stays live
         self.empty.setVisible(not snapshot.posts)
         self.more.setVisible(snapshot.older > 0)
         self.more.setText(f"Show older posts ({snapshot.older} more)")
@@ -169,6 +208,9 @@ class BoardView(QWidget):
     def _scrolled(self, value: int) -> None:
         if not self._restoring:
             self._anchor = None  # the user scrolled: what they read now is their choice
+        bar = self.feed.verticalScrollBar()
+        if self._incomplete and self._painted and value >= bar.maximum() - bar.pageStep():
+            self._more_cards.start(0)  # nearly at the last card built: the next ones now
         if value == 0:
             self._arrived = 0
             self.new_items.hide()
@@ -184,3 +226,8 @@ class BoardView(QWidget):
         self._anchor = None
         self.feed.verticalScrollBar().setValue(0)
         self._scrolled(0)
+
+
+def _appended(cards: list[PostCard], card: PostCard) -> PostCard:
+    cards.append(card)
+    return card

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeyEvent, QKeySequence
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeyEvent, QKeySequence, QPaintEvent
 from PySide6.QtWidgets import (
     QAbstractButton,
     QApplication,
@@ -42,13 +42,17 @@ from ui.viewmodels.stats import StatsViewModel
 from ui.widgets.banner import Banner
 from ui.widgets.board_view import BoardView
 from ui.widgets.first_run import FirstRunPage
-from ui.widgets.messages_page import MessagesPage
-from ui.widgets.room_dialogs import CreateRoomDialog, JoinRoomDialog
 from ui.widgets.room_page import RoomPage
-from ui.widgets.settings_dialog import SettingsDialog
 from ui.widgets.sidebar import MESSAGES, STATS, Sidebar
-from ui.widgets.stats_page import StatsPage
-from ui.widgets.tray import Tray
+
+if TYPE_CHECKING:
+    from ui.widgets.messages_page import MessagesPage
+    from ui.widgets.stats_page import StatsPage
+    from ui.widgets.tray import Tray
+
+# The window opens on a room: the Messages and Stats pages, the dialogs and the tray are
+# imported and built when first needed (a page on its first visit), not before the first paint.
+CHIMES_AFTER_MS = 3000  # the chimes load this long after the first paint (or when first played)
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Models:
 
 class MainWindow(QMainWindow):
     quitRequested = Signal()
+    firstPainted = Signal()  # the window is on screen: what can wait may start
 
     def __init__(self, models: Models, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -79,6 +84,9 @@ class MainWindow(QMainWindow):
         self._pending: set[asyncio.Future[None]] = set()  # timer commands under way
         self.room_models: dict[str, RoomViewModel] = {}
         self.board_models: dict[str, BoardViewModel] = {}
+        self._messages_page: MessagesPage | None = None  # built on the first visit
+        self._stats_page: StatsPage | None = None  # built on the first visit
+        self._painted = False
         self._build_pages()
         self._build_actions()
         self.tray = self._build_tray()
@@ -95,10 +103,7 @@ class MainWindow(QMainWindow):
         self.sidebar.setMinimumWidth(220)
         self.content = QStackedWidget()
         self.empty = _empty_page()
-        self.messages_page = MessagesPage(self.models.messages)
-        self.stats_page = StatsPage(self.models.stats)
-        for page in (self.empty, self.messages_page, self.stats_page):
-            self.content.addWidget(page)
+        self.content.addWidget(self.empty)
         splitter = QSplitter()
         splitter.addWidget(self.sidebar)
         splitter.addWidget(self.content)
@@ -164,9 +169,31 @@ class MainWindow(QMainWindow):
             view.addAction(action)
         menus.addMenu("&Help").addAction(about)
 
+    @property
+    def messages_page(self) -> MessagesPage:
+        """The Messages page, built on its first visit."""
+        if self._messages_page is None:
+            from ui.widgets.messages_page import MessagesPage  # noqa: PLC0415 - see the imports
+
+            self._messages_page = MessagesPage(self.models.messages)
+            self.content.addWidget(self._messages_page)
+        return self._messages_page
+
+    @property
+    def stats_page(self) -> StatsPage:
+        """The Stats page, built on its first visit."""
+        if self._stats_page is None:
+            from ui.widgets.stats_page import StatsPage  # noqa: PLC0415 - see the imports
+
+            self._stats_page = StatsPage(self.models.stats)
+            self.content.addWidget(self._stats_page)
+        return self._stats_page
+
     def _build_tray(self) -> Tray | None:
         if self.models.tray_icon is None:
             return None
+        from ui.widgets.tray import Tray  # noqa: PLC0415 - only where there is a system tray
+
         tray = Tray(
             self.models.tray_icon,
             self,
@@ -196,9 +223,12 @@ class MainWindow(QMainWindow):
             volume = self.models.settings
             notices.sound.connect(lambda name: chimes.play(name, volume.settings.sound_volume))
         self.models.settings.themeChanged.connect(self._apply_theme)
+        # Space on a focused button: see eventFilter. Only the focused button or box is watched
+        # (a filter on the whole application would see every event of every widget).
         app = QApplication.instance()
-        if app is not None:
-            app.installEventFilter(self)  # Space on a focused button: see eventFilter
+        if isinstance(app, QApplication):
+            app.focusChanged.connect(self._focus_changed)
+            self._focus_changed(None, app.focusWidget())
 
     def _onboarded(self) -> None:
         self.root.setCurrentWidget(self.main)
@@ -212,7 +242,8 @@ class MainWindow(QMainWindow):
             room_vm, board_vm = self.models.room(room_id)
             room_vm.setParent(self)
             board_vm.setParent(self)
-            page = RoomPage(room_vm, BoardView(board_vm))
+            # Built inside the window, so that nothing is moved (and restyled) once built.
+            page = RoomPage(room_vm, BoardView(board_vm), self.content)
             room_vm.left.connect(lambda: self._room_left(room_id))
             self.room_pages[room_id] = page
             self.room_models[room_id] = room_vm
@@ -257,7 +288,8 @@ class MainWindow(QMainWindow):
     def _page_changed(self) -> None:
         """Only what is on screen keeps redrawing: hidden room pages and boards rest."""
         current, shown = self.content.currentWidget(), self.isVisible()
-        self.models.messages.set_visible(current is self.messages_page and shown)
+        messages = self._messages_page
+        self.models.messages.set_visible(messages is not None and current is messages and shown)
         for room_id, page in self.room_pages.items():
             active = page is current and shown
             self.room_models[room_id].set_active(active)
@@ -291,12 +323,18 @@ class MainWindow(QMainWindow):
         return dialog
 
     def create_room(self) -> None:
+        from ui.widgets.room_dialogs import CreateRoomDialog  # noqa: PLC0415 - see the imports
+
         self._open(CreateRoomDialog(self.vm, self))
 
     def join_room(self) -> None:
+        from ui.widgets.room_dialogs import JoinRoomDialog  # noqa: PLC0415 - see the imports
+
         self._open(JoinRoomDialog(self.vm, self))
 
     def open_settings(self) -> None:
+        from ui.widgets.settings_dialog import SettingsDialog  # noqa: PLC0415 - see the imports
+
         self._open(SettingsDialog(self.models.settings, self))
 
     def about(self) -> None:
@@ -306,11 +344,18 @@ class MainWindow(QMainWindow):
         box.setInformativeText(self.vm.about_text())
         self._open(box)
 
+    def _focus_changed(self, _old: QWidget | None, new: QWidget | None) -> None:
+        if isinstance(new, QAbstractButton | QComboBox):
+            new.installEventFilter(self)  # until it loses the focus
+
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """Space belongs to a focused button or box (pressing it), not to the timer: claim
         the key for the widget before the window's Start / Pause shortcut sees it."""
-        if (
-            event.type() == QEvent.Type.ShortcutOverride
+        kind = event.type()
+        if kind == QEvent.Type.FocusOut:
+            watched.removeEventFilter(self)
+        elif (
+            kind == QEvent.Type.ShortcutOverride
             and isinstance(event, QKeyEvent)
             and event.key() == Qt.Key.Key_Space
             and isinstance(watched, QAbstractButton | QComboBox)
@@ -338,6 +383,19 @@ class MainWindow(QMainWindow):
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
         self._page_changed()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            self._after_first_paint()
+
+    def _after_first_paint(self) -> None:
+        """What can wait until the window is on screen."""
+        chimes = self.models.chimes
+        if chimes is not None:
+            QTimer.singleShot(CHIMES_AFTER_MS, chimes, chimes.prepare)
+        self.firstPainted.emit()
 
     def hideEvent(self, event: Any) -> None:
         super().hideEvent(event)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QFont, QIcon, QKeySequence, QPainter, QPalette, QPen, QPixmap
@@ -34,8 +34,10 @@ from focusmate.timer import Command, Phase
 from ui.theme import palette_is_dark, phase_color
 from ui.viewmodels.room import Participant, RoomViewModel
 from ui.widgets.countdown import CountdownWidget
-from ui.widgets.invite_dialog import InviteDialog
-from ui.widgets.room_settings_dialog import RoomSettingsDialog
+
+if TYPE_CHECKING:  # the dialogs are imported when first opened, not with the window
+    from ui.widgets.invite_dialog import InviteDialog
+    from ui.widgets.room_settings_dialog import RoomSettingsDialog
 
 # (command, label, what it does, shortcut) for each timer button, in the order they are laid out.
 _CONTROLS = (
@@ -52,8 +54,10 @@ DOT_SIZE = 12
 class RoomPage(QWidget):
     """Everything about one room; ``board`` (the room's board widget) goes on the right."""
 
-    def __init__(self, vm: RoomViewModel, board: QWidget | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self, vm: RoomViewModel, board: QWidget | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
         self.vm = vm
         self.invite_dialog: InviteDialog | None = None
         self.settings_dialog: RoomSettingsDialog | None = None
@@ -246,6 +250,8 @@ class RoomPage(QWidget):
         invite = self.vm.invite()
         if invite is None:
             return
+        from ui.widgets.invite_dialog import InviteDialog  # noqa: PLC0415 - see the imports
+
         dialog = InviteDialog(
             invite,
             self.vm.room.name,
@@ -264,6 +270,8 @@ class RoomPage(QWidget):
         if self.settings_dialog is not None:
             self.settings_dialog.raise_()
             return
+        from ui.widgets.room_settings_dialog import RoomSettingsDialog  # noqa: PLC0415
+
         dialog = RoomSettingsDialog(self.vm, self)
         self.settings_dialog = dialog
         dialog.finished.connect(self._settings_closed)
