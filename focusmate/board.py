@@ -225,9 +225,7 @@ class Board:
         screenful of a 10k-post room costs what a 50-post room does. A post whose record,
         comments and likes did not change since this board last built it is not built again.
         """
-        names = {uid: m.name for uid, m in self.room.members().items()}
-        if names != self._built_names:  # a member renamed: every author name may change
-            self._built, self._built_names = {}, names
+        names = self._names()
         order = self._index.newest_posts()
         bulk = limit is None and len(order) - len(self._built) > BULK_READ_AFTER
         readers = [self._reader(name, bulk=bulk) for name in MAPS]
@@ -235,15 +233,49 @@ class Board:
         for key in order:
             if limit is not None and len(posts) >= limit:
                 break
-            version = self._index.version(key)
-            built = self._built.get(key)
-            if built is None or built[0] != version:
-                built = self._built[key] = (version, self._build(key, names, *readers))
-            if built[1] is not None:
-                posts.append(built[1])
+            post = self._cached(key, names, readers)
+            if post is not None:
+                posts.append(post)
         if self._verdicts is not None:
             self._verdicts.save()
         return posts
+
+    def read_post(self, post_id: str) -> Post | None:
+        """One post as :meth:`posts` shows it; None if it shows no such post."""
+        post = self._cached(
+            post_id, self._names(), [self._reader(name, bulk=False) for name in MAPS]
+        )
+        if self._verdicts is not None:
+            self._verdicts.save()
+        return post
+
+    def post_ids(self) -> list[str]:
+        """The keys of every post record, newest first, without reading the records."""
+        return self._index.newest_posts()
+
+    def comment_posts(self) -> Mapping[str, str]:
+        """Every comment key with the post it names, without reading the records."""
+        return self._index.comment_posts()
+
+    def _names(self) -> dict[str, str]:
+        """Members' names by user id; when one changed, every post built is built again."""
+        names = {uid: m.name for uid, m in self.room.members().items()}
+        if names != self._built_names:
+            self._built, self._built_names = {}, names
+        return names
+
+    def _cached(
+        self, key: str, names: Mapping[str, str], readers: list[Callable[[str], Any]]
+    ) -> Post | None:
+        version = self._index.version(key)
+        built = self._built.get(key)
+        if built is None or built[0] != version:
+            built = self._built[key] = (version, self._build(key, names, *readers))
+        return built[1]
+
+    def count(self) -> int:
+        """About how many posts :meth:`posts` returns, without reading them (for "N more")."""
+        return self._index.live_count()
 
     def _build(
         self,

@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from pycrdt import Doc, Map, MapEvent, Subscription
@@ -31,7 +32,8 @@ class BoardIndex:
     def __init__(self, document: RoomDocument) -> None:
         self._document = document
         self._doc: Doc[Any] | None = None
-        self._created: dict[str, float] = {}  # post key -> sort time (inf: no usable time)
+        self._created: dict[str, float] = {}  # post key -> sort time (-inf: no usable time)
+        self._gone: set[str] = set()  # post keys whose record says it was deleted
         self._order: list[str] | None = None  # post keys newest first; None after a change
         self._parent: dict[str, dict[str, str]] = {name: {} for name in CHILD_MAPS}
         self._children: dict[str, dict[str, set[str]]] = {name: {} for name in CHILD_MAPS}
@@ -50,6 +52,17 @@ class BoardIndex:
         """The keys of ``name`` (comments or likes) whose record names ``post_id``."""
         self._follow()
         return sorted(self._children[name].get(post_id, ()))
+
+    def comment_posts(self) -> Mapping[str, str]:
+        """Every comment key with the post its record names (a read-only view)."""
+        self._follow()
+        return MappingProxyType(self._parent["comments"])
+
+    def live_count(self) -> int:
+        """About how many posts the board shows: those with a usable time whose record does not
+        say it was deleted (a forged deletion, still shown flagged, is not counted)."""
+        self._follow()
+        return sum(1 for key, t in self._created.items() if t != -math.inf) - len(self._gone)
 
     def records(self, name: str) -> dict[str, Any]:
         """A whole board map as plain Python. Right after the index was built, the copy it was
@@ -74,12 +87,13 @@ class BoardIndex:
             return
         self._doc = doc
         self._created.clear()
+        self._gone.clear()
         self._versions.clear()
         self._order = None
         posts = self._document.map("posts")
         self._read = {"posts": map_records(posts)}
         for key, raw in self._read["posts"].items():
-            self._created[key] = _sort_time(raw)
+            self._note_post(key, raw)
         self._subscriptions = [posts.observe(self._posts_changed)]
         for name in CHILD_MAPS:
             self._parent[name].clear()
@@ -95,8 +109,9 @@ class BoardIndex:
         for key, change in _changed_keys(event).items():
             if change.get("action") == "delete":
                 self._created.pop(key, None)
+                self._gone.discard(key)
             else:
-                self._created[key] = _sort_time(change.get("newValue"))
+                self._note_post(key, change.get("newValue"))
             self._versions.pop(key, None)
         self._order = None
 
@@ -112,6 +127,13 @@ class BoardIndex:
                     del self._children[name][parent]
             if change.get("action") != "delete":
                 self._adopt(name, key, change.get("newValue"))
+
+    def _note_post(self, key: str, raw: object) -> None:
+        self._created[key] = time = _sort_time(raw)
+        if time != -math.inf and isinstance(raw, Mapping) and raw.get("deleted"):
+            self._gone.add(key)
+        else:
+            self._gone.discard(key)
 
     def _adopt(self, name: str, key: str, raw: object) -> None:
         parent = raw.get("post_id") if isinstance(raw, Mapping) else None

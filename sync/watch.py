@@ -95,8 +95,8 @@ class _Entry:
         self.timer_seen = -1
         self.timer: RoomTimer | None = None
         self.still: TimerView | None = None  # a stopped timer reads the same at any time
-        self.board_seen = -1
-        self.posts: tuple[Post, ...] = ()
+        self.page_seen: tuple[int, int] = (-1, 0)
+        self.page: tuple[tuple[Post, ...], int] = ((), 0)
 
 
 class RoomCache:
@@ -107,9 +107,10 @@ class RoomCache:
     * Each room's name, settings and timer state (:meth:`timer`): re-read when the document's
       meta, settings or timer maps changed; the view of a timer that is not running is kept,
       since time does not move it.
-    * Each room's board (:meth:`posts`, a verified read): re-read only when its posts, comments,
-      likes or members changed, not when its timer or settings did. Unchanged, the very same
-      tuple comes back, so readers can tell by identity that there is nothing new.
+    * Each room's newest posts (:meth:`page`, a verified read): re-read only when its posts,
+      comments, likes or members changed (:meth:`board_changes`), not when its timer or settings
+      did. Unchanged, the very same tuple comes back, so readers can tell by identity that there
+      is nothing new.
     """
 
     def __init__(self, workspace: Workspace) -> None:
@@ -189,15 +190,28 @@ class RoomCache:
             entry.still = view
         return view
 
-    def posts(self, room: Room) -> tuple[Post, ...]:
-        """The room's board as :meth:`focusmate.board.Board.posts` reads it."""
+    def board_changes(self, room: Room) -> int:
+        """Moves whenever the room's posts, comments, likes or members change."""
         entry = self._entry(room)
+        return next(_changes) if entry is None else entry.board_maps.count
+
+    def page(self, room: Room, limit: int) -> tuple[tuple[Post, ...], int]:
+        """The newest ``limit`` posts (:meth:`focusmate.board.Board.posts` with ``limit``) and
+        about how many posts the board has; the same tuple again while nothing changed."""
+        entry = self._entry(room)
+        board = self.workspace.board(room)
         if entry is None:
-            return tuple(self.workspace.board(room).posts())
+            return tuple(board.posts(limit=limit)), board.count()
         seen = entry.board_maps.count
-        if seen != entry.board_seen:
-            entry.posts, entry.board_seen = tuple(self.workspace.board(room).posts()), seen
-        return entry.posts
+        if (seen, limit) != entry.page_seen:
+            entry.page, entry.page_seen = (
+                (tuple(board.posts(limit=limit)), board.count()),
+                (
+                    seen,
+                    limit,
+                ),
+            )
+        return entry.page
 
     def member_changes(self, room: Room) -> int:
         """Moves whenever the room's members change (joins, leaves, names, keys)."""
@@ -230,7 +244,7 @@ class RoomWatch:
     posts: set[str] = field(default_factory=set)
     comments: set[str] = field(default_factory=set)
     phase: tuple[Phase, Status, int] | None = None
-    board: tuple[Post, ...] | None = None  # the board as last checked
+    board_seen: int = -1  # RoomCache.board_changes when the board was last checked
 
 
 class BoardAndTimerReporter:
@@ -263,19 +277,29 @@ class BoardAndTimerReporter:
             current = self.cache.timer(room)
             if current.exists and not current.deleted:
                 watch = self.rooms.setdefault(room.room_id, RoomWatch())
-                if not announce and watch.board is None:
+                if not announce and watch.board_seen == -1:
                     _baseline(room, watch)  # what is there is not news: ids suffice
                 elif changed is None or room.room_id in changed:
                     self._check_board(room, watch, announce=announce)
                 self._check_timer(room, watch, announce=announce)
 
     def _check_board(self, room: Room, watch: RoomWatch, *, announce: bool) -> None:
-        posts = self.cache.posts(room)
-        if posts is watch.board:
-            return  # the same read as last time: nothing on the board changed
-        watch.board = posts
+        """Announce posts and comments not seen before. Only the posts that have something new
+        are read (the board's index says which keys exist), however large the board."""
+        changes = self.cache.board_changes(room)
+        if changes == watch.board_seen:
+            return  # nothing on the board changed
+        watch.board_seen = changes
+        board = self.workspace.board(room)
+        comments = board.comment_posts()
+        touched = {post for key, post in comments.items() if key not in watch.comments}
         me = self.workspace.user_id
-        for post in posts:
+        for post_id in board.post_ids():
+            if post_id in watch.posts and post_id not in touched:
+                continue
+            post = board.read_post(post_id)
+            if post is None:
+                continue
             if post.post_id not in watch.posts:
                 watch.posts.add(post.post_id)
                 if announce and not (post.verified and post.author == me):

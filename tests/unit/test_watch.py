@@ -15,6 +15,7 @@ import pytest
 from focusmate import board as board_module
 from focusmate import room as room_module
 from focusmate import workspace as workspace_module
+from focusmate.board import Post
 from focusmate.clock import FakeClock
 from focusmate.identity import Identity, sign_record
 from focusmate.room import DOC_KIND as ROOM_KIND
@@ -112,29 +113,35 @@ def test_the_board_is_read_again_only_when_its_part_of_the_room_changed(
     reads = Counter(monkeypatch, board_module.Board, "posts")
     cache = RoomCache(two.alice)
     room = two.room
-    first = cache.posts(room)
-    assert len(first) == 5
+
+    def posts(of: Room = room) -> tuple[Post, ...]:
+        return cache.page(of, 10)[0]
+
+    first = cache.page(room, 10)
+    assert len(first[0]) == 5 and first[1] == 5
     assert reads.calls == 1
 
     # The timer and the settings live in the same document, but not on the board.
     room.timer_command(Command.START, now=two.clock.now())
     room.update_settings(now=two.clock.now(), focus_min=30)
-    assert cache.posts(room) is first
-    assert cache.posts(Room(room.document, me=room.me)) is first  # any Room over the document
+    assert cache.page(room, 10) is first
+    assert cache.page(Room(room.document, me=room.me), 10) is first  # any Room over the document
     assert reads.calls == 1
 
     two.bob_posts("news")  # a post, a like, a comment, a member: each is read once
-    assert [p.body for p in cache.posts(room)][:2] == ["news", "post 4"]
-    two.alice.board(room).like(first[0].post_id, now=two.clock.now())
-    assert cache.posts(room)[1].liked_by_me
-    two.bob.board(two.bob_room).comment(first[1].post_id, "a comment", now=two.clock.now())
+    assert [p.body for p in posts()][:2] == ["news", "post 4"]
+    two.alice.board(room).like(first[0][0].post_id, now=two.clock.now())
+    assert posts()[1].liked_by_me
+    two.bob.board(two.bob_room).comment(first[0][1].post_id, "a comment", now=two.clock.now())
     two.to_alice()
-    assert cache.posts(room)[2].comments[0].body == "a comment"
+    assert posts()[2].comments[0].body == "a comment"
     two.bob_room.join(my_name="Robert", now=two.clock.now())  # his name in the room changes
     two.to_alice()
-    assert {p.author_name for p in cache.posts(room)} == {"Robert"}
-    assert cache.posts(room) is cache.posts(room)
+    assert {p.author_name for p in posts()} == {"Robert"}
+    assert cache.page(room, 10) is cache.page(room, 10)
     assert reads.calls == 5
+    assert [p.body for p in cache.page(room, 2)[0]] == ["news", "post 4"]  # another page size
+    assert reads.calls == 6
 
 
 def test_a_document_rebuilt_from_the_store_is_read_again(
@@ -142,7 +149,7 @@ def test_a_document_rebuilt_from_the_store_is_read_again(
 ) -> None:
     two.bob_posts("before")
     cache = RoomCache(two.alice)
-    before = cache.posts(two.room)
+    before = cache.page(two.room, 10)
     document = two.alice.document(two.room.room_id, kind=ROOM_KIND)
 
     def failing_edit() -> None:
@@ -152,11 +159,11 @@ def test_a_document_rebuilt_from_the_store_is_read_again(
 
     with pytest.raises(RuntimeError):
         failing_edit()
-    after = cache.posts(two.room)
+    after = cache.page(two.room, 10)
     assert after is not before  # a new pycrdt document: nothing cached from the old one holds
-    assert [p.body for p in after] == ["before"]
+    assert [p.body for p in after[0]] == ["before"]
     two.bob_posts("later")  # and the new document is observed too
-    assert [p.body for p in cache.posts(two.room)] == ["later", "before"]
+    assert [p.body for p in cache.page(two.room, 10)[0]] == ["later", "before"]
 
 
 def test_timer_inputs_are_read_again_only_when_meta_settings_or_timer_changed(
@@ -243,7 +250,7 @@ def test_post_events_say_whether_their_author_is_verified_and_forgeries_of_us_ar
     events: list[Event] = []
     reporter = BoardAndTimerReporter(two.alice, events.append)
     reporter.check(None, announce=False)
-    reads = Counter(monkeypatch, board_module.Board, "posts")
+    reads = Counter(monkeypatch, board_module.Board, "read_post")
     post_id = two.bob_posts("genuine")
     carol = Identity.generate()
     two.bob_forges(carol, "claims to be Carol")
@@ -263,11 +270,11 @@ def test_post_events_say_whether_their_author_is_verified_and_forgeries_of_us_ar
         ("comment_received", "hi", True),
         ("post_received", "claims to be Alice", False),  # not ours, whatever it says
     ]
-    assert reads.calls == 2
+    assert reads.calls == 4  # only posts with news: two new, then one commented and one new
 
     room = two.room
     room.timer_command(Command.START, now=two.clock.now())
     events.clear()
     reporter.check({room.room_id})  # the document changed, but not its board
     assert [e["event"] for e in events] == ["timer_phase"]
-    assert reads.calls == 2
+    assert reads.calls == 4

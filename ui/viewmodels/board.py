@@ -1,13 +1,13 @@
 """The room board as the app shows it: posts with their comments and likes, as snapshots.
 
-Reading a board checks the signature of every post, comment and like (about 0.2 ms a record
-here, ~0.2 s for 1,000 posts the first time). So the board is read through the session's room
-cache (:class:`sync.watch.RoomCache`), which re-reads it only when the board's part of the room
-document changed — not when the timer or the settings did, though they share the document — and
-shares that read with the watcher that announces new posts. The workspace also remembers each
-signature's verdict (:class:`focusmate.identity.VerdictCache`): a re-read of 1,000 unchanged
-posts costs ~40 ms. Only the newest :data:`PAGE` posts are turned into snapshots until the user
-asks for more, and a snapshot equal to the previous one is not published.
+Reading a board checks the signature of every post, comment and like shown (about 0.2 ms a
+record here, the first time). So only the newest :data:`PAGE` posts are read until the user asks
+for more (:meth:`focusmate.board.Board.posts` with a limit reads only those records, however
+large the room), through the session's room cache (:class:`sync.watch.RoomCache`), which reads
+again only when the board's part of the room document changed — not when the timer or the
+settings did, though they share the document. Verdicts are kept in the profile
+(:mod:`focusmate.verdicts`), and a post that did not change is not built again. A snapshot equal
+to the previous one is not published.
 
 While its page is hidden (:meth:`BoardViewModel.set_active`) the board neither re-reads nor
 re-renders its relative times; it catches up when shown again.
@@ -94,8 +94,9 @@ class BoardViewModel(QObject):
         self.room_id = room_id
         self._me = session.workspace.user_id
         self._board: Board | None = None
-        self._posts: tuple[Post, ...] = ()  # as the room cache read them (one shared tuple)
-        self._read: tuple[Post, ...] | None = None  # the read the snapshot was made from
+        self._posts: tuple[Post, ...] = ()  # the newest posts, as the room cache read them
+        self._total = 0  # about how many posts the board has
+        self._read: tuple[tuple[Post, ...], int] | None = None  # the read behind the snapshot
         self._known: set[str] | None = None  # ids of posts and comments read so far
         self._shown = PAGE
         self._active = True  # shown: see set_active
@@ -129,10 +130,13 @@ class BoardViewModel(QObject):
         publish a new snapshot if it differs."""
         self._stale = False
         board = self._open_board()
-        posts = self._session.room_cache.posts(board.room) if board is not None else ()
-        if posts is self._read:
+        read = (
+            self._session.room_cache.page(board.room, self._shown) if board is not None else ((), 0)
+        )
+        if read is self._read:
             return  # nothing on the board changed (a timer command, a settings edit)
-        self._read = self._posts = posts
+        self._read = read
+        self._posts, self._total = read
         # (id, genuinely ours): one that only claims to be ours is an arrival like any other
         items = [(p.post_id, p.verified and p.author == self._me) for p in self._posts]
         items += [
@@ -148,9 +152,10 @@ class BoardViewModel(QObject):
                 self.arrived.emit(fresh)
 
     def show_more(self) -> None:
-        """Show the next :data:`PAGE` older posts."""
+        """Show the next :data:`PAGE` older posts (older posts are no arrivals)."""
         self._shown += PAGE
-        self._publish()
+        self._known = None
+        self.refresh()
 
     def _open_board(self) -> Board | None:
         if self._board is None:
@@ -167,7 +172,7 @@ class BoardViewModel(QObject):
         shown = self._posts[: self._shown]
         snapshot = BoardSnapshot(
             posts=tuple(self._post_item(p, now) for p in shown),
-            older=len(self._posts) - len(shown),
+            older=max(0, self._total - len(shown)),
         )
         if snapshot != self.snapshot:
             self.snapshot = snapshot
