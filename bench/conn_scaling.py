@@ -85,7 +85,6 @@ if not __package__:  # run as a script (python bench/conn_scaling.py): make `ben
 from bench.common import Result, Target
 from bench.machine import machine_busy_seconds
 from bench.relay_fanout import (
-    DEFAULT_NODE_DIR,
     GEN_BOUND_CPU_PCT,
     KB_AS_KIB,
     MIB,
@@ -98,6 +97,7 @@ from bench.relay_fanout import (
     Generator,
     RssSampler,
     ServerProcess,
+    add_server_options,
     machine_description,
     merge_hist,
     new_room_urls,
@@ -704,23 +704,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs per server and level")
     parser.add_argument("--conns-per-gen", type=int, default=5000)
     parser.add_argument("--max-gen-procs", type=int, default=2)
-    parser.add_argument("--node", default="node", help="node executable")
-    parser.add_argument(
-        "--node-dir",
-        type=Path,
-        default=DEFAULT_NODE_DIR,
-        help="directory whose node_modules has yjs, y-websocket 2.1.0, ws",
-    )
-    parser.add_argument(
-        "--relay-exe", help="focusmate-relay executable (default: beside python, then PATH)"
-    )
-    parser.add_argument(
-        "--relay-limit",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra `--limit` for focusmate-relay serve (repeatable)",
-    )
+    add_server_options(parser)
     parser.add_argument(
         "--out",
         "--out-dir",

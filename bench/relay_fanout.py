@@ -1029,6 +1029,27 @@ def render_markdown(report: dict[str, Any]) -> str:
 # Main
 
 
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """Where the servers under test come from (shared with ``bench.conn_scaling``)."""
+    parser.add_argument("--node", default="node", help="node executable")
+    parser.add_argument(
+        "--node-dir",
+        type=Path,
+        default=DEFAULT_NODE_DIR,
+        help="directory whose node_modules has yjs, y-websocket 2.1.0, ws",
+    )
+    parser.add_argument(
+        "--relay-exe", help="focusmate-relay executable (default: beside python, then PATH)"
+    )
+    parser.add_argument(
+        "--relay-limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra `--limit` for focusmate-relay serve (repeatable)",
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="relay_fanout",
@@ -1091,23 +1112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--gen-procs", type=int, default=1, help="generator processes per server (1-2)"
     )
-    parser.add_argument("--node", default="node", help="node executable")
-    parser.add_argument(
-        "--node-dir",
-        type=Path,
-        default=DEFAULT_NODE_DIR,
-        help="directory whose node_modules has yjs, y-websocket 2.1.0, ws",
-    )
-    parser.add_argument(
-        "--relay-exe", help="focusmate-relay executable (default: beside python, then PATH)"
-    )
-    parser.add_argument(
-        "--relay-limit",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra `--limit` for focusmate-relay serve (repeatable)",
-    )
+    add_server_options(parser)
     parser.add_argument(
         "--out-dir",
         "--out",

@@ -8,8 +8,7 @@ would deliver them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from pytestqt.qtbot import QtBot
 
 from focusmate.identity import sign_record
 from focusmate.room import DOC_KIND as ROOM_KIND
-from tests.ui.uikit import RoomPair, run, session, until
+from tests.ui.uikit import RoomPair, run, running, session, until
 from ui.session import Session
 from ui.viewmodels.board import PAGE, UNVERIFIED, BoardViewModel
 from ui.widgets.board_view import BoardView
@@ -37,15 +36,6 @@ class Pair(RoomPair):
 @pytest.fixture
 def pair(tmp_path: Path) -> Pair:
     return Pair(tmp_path)
-
-
-@contextlib.asynccontextmanager
-async def running(s: Session) -> AsyncIterator[Session]:
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
 
 
 def board_app(

@@ -7,8 +7,6 @@ histories) and the redraws; nothing here measures time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,7 @@ from focusmate.room import RoomSettings
 from focusmate.store import Store
 from focusmate.timer import Command
 from focusmate.workspace import Workspace
-from tests.ui.uikit import RoomPair, run, session, until, workspace
-from ui.session import Session
+from tests.ui.uikit import RoomPair, run, running, session, until, workspace
 from ui.viewmodels.app import AppViewModel
 from ui.viewmodels.board import BoardViewModel
 from ui.viewmodels.messages import MessagesViewModel
@@ -50,15 +47,6 @@ class Counter:
             return original(*args, **kwargs)
 
         monkeypatch.setattr(owner, name, counted)
-
-
-@contextlib.asynccontextmanager
-async def running(s: Session) -> AsyncIterator[Session]:
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
 
 
 def test_start_and_pause_neither_read_nor_redraw_the_board(

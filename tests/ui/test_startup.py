@@ -9,12 +9,10 @@ announced, and one earned before it opened is not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -27,7 +25,7 @@ from focusmate.clock import FakeClock
 from focusmate.stats import FocusSession
 from focusmate.timer import Command
 from sync.engine_lock import EngineLock
-from tests.ui.uikit import RoomPair, run, session, until, workspace
+from tests.ui.uikit import RoomPair, run, running, session, until, workspace
 from ui.app import build_window, run_app
 from ui.launcher import main, opens_app
 from ui.session import Session
@@ -51,15 +49,6 @@ def shown_bodies(view: BoardView) -> list[str]:
     """The posts on the board, top to bottom, as far as their cards are on screen."""
     cards = [view._list.itemAt(i).widget() for i in range(view._list.count())]
     return [c.body.text() for c in cards if isinstance(c, PostCard) and c.isVisible()]
-
-
-@contextlib.asynccontextmanager
-async def running(s: Session) -> AsyncIterator[Session]:
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
 
 
 def focus_session(session_id: str, room_id: str, started_at: float) -> FocusSession:

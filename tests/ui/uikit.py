@@ -8,7 +8,8 @@ awaits :func:`until`. Nothing waits by sleeping for a fixed time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -122,3 +123,13 @@ class RoomPair:
         post_id = self.bob.board(self.bob_room).post(text, now=self.clock.now())
         self.to_alice()
         return post_id
+
+
+@contextlib.asynccontextmanager
+async def running(s: Session) -> AsyncIterator[Session]:
+    """The session started (engine, watcher, ticks) for the block, and stopped after it."""
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()
