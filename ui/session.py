@@ -20,11 +20,13 @@ it, so signals are emitted directly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from focusmate.steady import SteadyTime
 from focusmate.timer import Command, TimerState
 from focusmate.workspace import Workspace
 from sync.engine import SyncEngine
@@ -62,10 +64,12 @@ class Session(QObject):
         lan: bool | None = None,
         engine_options: dict[str, Any] | None = None,
         tick_ms: int = TICK_MS,
+        monotonic: Callable[[], float] = time.monotonic,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.workspace = workspace
+        self._steady = SteadyTime(monotonic)  # countdowns never run backwards
         settings = workspace.settings
         self.engine = SyncEngine(
             workspace,
@@ -146,8 +150,9 @@ class Session(QObject):
     # -- time -----------------------------------------------------------------------------------
 
     def now_for(self, room_id: str) -> float:
-        """Now on the room's shared timebase: what every countdown is drawn with."""
-        return self.engine.now_for(room_id)
+        """Now on the room's shared timebase: what every countdown is drawn with. Should this
+        machine's clock step back, shown time does not (:mod:`focusmate.steady`)."""
+        return self._steady(room_id, self.engine.now_for(room_id))
 
     def tick(self) -> None:
         """Redraw countdowns, notice phase changes and rooms joined elsewhere. Tests with an

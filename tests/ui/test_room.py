@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -329,3 +330,34 @@ def test_the_page_fits_900_by_600_beside_a_board(
     assert page.countdown.width() >= minimum.width()
     assert page.countdown.height() >= minimum.height()
     assert board.width() > page.countdown.width() / 2
+
+
+def test_the_countdown_never_runs_backwards_when_the_clock_steps_back(
+    tmp_path: Path, qloop: asyncio.AbstractEventLoop, qtbot: QtBot
+) -> None:
+    """The wall clock steps back two minutes mid-focus: the countdown slows down, then keeps
+    the timebase's pace again; it never shows more time left than a moment before."""
+    clock = FakeClock()
+    steady = FakeClock(0.0)  # the monotonic clock, which no one can set back
+    ws = workspace(tmp_path / "me", clock=clock, name="Ada")
+    room, _ = ws.create_room("Deep work")
+    s = session(ws, monotonic=steady.now)
+    vm, page = _page(qtbot, s, room.room_id)
+
+    async def body() -> None:
+        _click(qtbot, page.buttons[Command.START])
+        await until(lambda: vm.timer.status is Status.RUNNING, "the timer to run")
+        shown: list[float] = []
+        for second in range(400):
+            if second == 60:
+                clock.set(clock.now() - 120)
+            clock.advance(1)
+            steady.advance(1)
+            s.tick()
+            shown.append(vm.timer.remaining_s)
+        steps = [before - after for before, after in itertools.pairwise(shown)]
+        assert min(steps) > 0  # always counting down, if slowly for a while
+        assert steps[-1] == 1.0  # back at the timebase's pace
+        assert page.countdown.centre_text() == vm.timer.remaining_text
+
+    _run_session(qloop, s, body)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,14 +75,24 @@ def workspace(path: Path, *, clock: Clock | None = None, name: str | None = None
     return ws
 
 
-def session(ws: Workspace, *, relays: tuple[str, ...] = (), lan: bool = False) -> Session:
-    """A session on ``ws`` syncing only through ``relays`` (none: offline), fast-polling."""
+def session(
+    ws: Workspace,
+    *,
+    relays: tuple[str, ...] = (),
+    lan: bool = False,
+    monotonic: Callable[[], float] | None = None,
+) -> Session:
+    """A session on ``ws`` syncing only through ``relays`` (none: offline), fast-polling;
+    ``monotonic``: its steady clock (the injected wall clock's, if that is a FakeClock)."""
     from sync.backoff import Backoff
 
+    if monotonic is None:
+        monotonic = ws.clock.now if isinstance(ws.clock, FakeClock) else time.monotonic
     return Session(
         ws,
         relays=relays,
         lan=lan,
+        monotonic=monotonic,
         engine_options={
             "poll_seconds": 0.05,
             "backoff": lambda: Backoff(base=0.05, cap=0.5),
