@@ -214,7 +214,10 @@ class Board:
 
         if self._verdicts is None:
             return check()
-        values = (kind, self.room.room_id, raw.get("pk"), raw.get("sig"), *fields.values())
+        # Integral floats as ints, as canonical JSON signs them: a record read from the map's
+        # JSON (3) and the same record read by key (3.0) share one verdict.
+        signed = (int(v) if type(v) is float and v.is_integer() else v for v in fields.values())
+        values = (kind, self.room.room_id, raw.get("pk"), raw.get("sig"), *signed)
         return self._verdicts.check(values, check)
 
     def posts(self, *, limit: int | None = None) -> list[Post]:

@@ -62,7 +62,7 @@ class BoardIndex:
         """About how many posts the board shows: those with a usable time whose record does not
         say it was deleted (a forged deletion, still shown flagged, is not counted)."""
         self._follow()
-        return sum(1 for key, t in self._created.items() if t != -math.inf) - len(self._gone)
+        return sum(1 for t in self._created.values() if t != -math.inf) - len(self._gone)
 
     def records(self, name: str) -> dict[str, Any]:
         """A whole board map as plain Python. Right after the index was built, the copy it was
@@ -129,8 +129,8 @@ class BoardIndex:
                 self._adopt(name, key, change.get("newValue"))
 
     def _note_post(self, key: str, raw: object) -> None:
-        self._created[key] = time = _sort_time(raw)
-        if time != -math.inf and isinstance(raw, Mapping) and raw.get("deleted"):
+        self._created[key] = when = _sort_time(raw)
+        if when != -math.inf and isinstance(raw, Mapping) and raw.get("deleted"):
             self._gone.add(key)
         else:
             self._gone.discard(key)
