@@ -68,13 +68,11 @@ import contextlib
 import json
 import math
 import platform
-import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,7 +101,9 @@ from bench.relay_fanout import (
     new_room_urls,
     percentile_ms,
     raise_fd_limit,
+    terminate,
     wait_machine_quiet,
+    work_directory,
 )
 
 BENCH_TIMEOUT_S = 480  # run_all's limit: ~4 min, more while it waits for a quiet machine
@@ -771,33 +771,14 @@ def discover(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Anch
     return anchors
 
 
-@contextlib.contextmanager
-def work_directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="conn-scaling-"))
-    ok = False
-    try:
-        yield path
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            log(f"logs kept in {path}")
-
-
-def _terminate(signum: int, frame: object) -> None:
-    del frame
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks: servers get stopped
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     raise_fd_limit()  # servers and generators inherit it
     report = new_report(args)
     anchors = discover(args, report)
     started = time.monotonic()
-    with work_directory() as workdir:
+    with work_directory("conn-scaling-") as workdir:
         run_levels(args, anchors, report, workdir)
     report["meta"]["elapsed_s"] = time.monotonic() - started
     out = args.out or (

@@ -1405,8 +1405,9 @@ def add_notes(report: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def work_directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="relay-fanout-"))
+def work_directory(prefix: str = "relay-fanout-") -> Iterator[Path]:
+    """A scratch directory, removed on success and kept (and named) for its logs on failure."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
     ok = False
     try:
         yield path
@@ -1418,9 +1419,10 @@ def work_directory() -> Iterator[Path]:
             log(f"logs kept in {path}")
 
 
-def _terminate(signum: int, frame: object) -> None:
+def terminate(signum: int, frame: object) -> None:
+    """SIGTERM handler: unwinds through the ExitStack and finally blocks, so servers stop."""
     del frame
-    raise SystemExit(128 + signum)  # unwinds through the ExitStack: servers get stopped
+    raise SystemExit(128 + signum)
 
 
 def rerender(path: Path) -> int:
@@ -1594,7 +1596,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render is not None:
         return rerender(args.render)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     raise_fd_limit()
     report = new_report(args)
     anchors = discover(args, report)
