@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import datetime
 import json
 import os
 import platform
@@ -28,10 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
@@ -52,6 +47,7 @@ from tests.integration.relaykit import (
     poll,
     relay_committed,
     running_relay,
+    self_signed,
 )
 from tests.integration.synckit import free_port
 
@@ -737,34 +733,12 @@ def test_the_alerts_name_the_jobs_prometheus_yml_scrapes() -> None:
 # -- reverse proxies --------------------------------------------------------------------------
 
 
-def self_signed(tmp_path: Path) -> tuple[Path, Path, ssl.SSLContext]:
-    """A certificate for relay.example.org, and a client context that trusts it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PUBLIC_NAME)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(PUBLIC_NAME)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+def trusted_certificate(tmp_path: Path) -> tuple[Path, Path, ssl.SSLContext]:
+    """A certificate for relay.example.org, its key, and a client context that trusts it."""
+    cert, key = self_signed(
+        tmp_path, PUBLIC_NAME, cert_name="fullchain.pem", key_name="privkey.pem"
     )
-    cert_path, key_path = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(cafile=str(cert_path))
-    return cert_path, key_path, context
+    return cert, key, ssl.create_default_context(cafile=str(cert))
 
 
 def replaced(text: str, old: str, new: str) -> str:
@@ -869,7 +843,7 @@ async def test_nginx_passes_websockets_with_the_client_address_and_hides_metrics
     )
     if nginx is None:
         pytest.skip("nginx is not installed (Debian: apt install nginx-light)")
-    cert, key, context = self_signed(tmp_path)
+    cert, key, context = trusted_certificate(tmp_path)
     https, http = free_port(), free_port()
     async with running_relay(
         tmp_path / "data",
@@ -911,7 +885,7 @@ async def test_caddy_passes_websockets_with_the_client_address_and_hides_metrics
     caddy = shutil.which("caddy")
     if caddy is None:
         pytest.skip("caddy is not installed (Debian: apt install caddy)")
-    cert, key, context = self_signed(tmp_path)
+    cert, key, context = trusted_certificate(tmp_path)
     https, http = free_port(), free_port()
     async with running_relay(
         tmp_path / "data",
