@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check clean screenshots bench
+.PHONY: run test lint typecheck check clean screenshots bench soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# The long reliability runs in tests/soak (fuzzing, convergence; minutes each), figures printed:
+soak: $(STAMP)
+	FOCUSMATE_SOAK=1 $(BIN)/python -m pytest -s -p no:cacheprovider tests/soak $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
