@@ -5,21 +5,32 @@ address it dialled) the connection carries control messages (text frames) and, f
 document it subscribed to with a valid token, y-websocket messages prefixed with the document
 id (binary frames). Requests are handled one at a time, in order: a reply to a ping means
 everything sent before it has been handled.
+
+A ``subscribe`` with a wrong token is a failed login, like a bad token on ``/doc``, but it comes
+after the upgrade, and the admission checks its budgets only at the upgrade. So failed
+subscriptions have a budget of their own per address and document (as ``/doc`` has, the same
+``auth_failures_per_ip_per_minute``): once it is spent, the relay answers ``unauthorized``
+without checking the token until it refills. The connection stays open, so its other rooms go
+on, and other documents (a neighbour behind the same NAT) are not affected. A FocusMate client
+never fails a subscription: a room id is the hash of its token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 
 from focusmate.clock import Clock
 from focusmate.errors import FocusMateError, ValidationError
-from relay.admission import Admission
+from relay.admission import DOC_ID, Admission
 from relay.config import RelayConfig
 from relay.docs import DocHub
+from relay.logs import fields
 from relay.mailbox import Mailboxes
 from relay.metrics import RelayMetrics
 from relay.peer import Peer
+from relay.ratelimit import BucketsByKey
 from relay.timers import host_command
 from sync import control, handshake
 from sync.control import (
@@ -42,6 +53,8 @@ from sync.control import (
 )
 from sync.wire import ProtocolError
 from sync.ysync import decode_message
+
+log = logging.getLogger("focusmate.relay")
 
 
 class Sessions:
@@ -89,6 +102,8 @@ class ControlChannel:
         self.clock = clock
         self.metrics = metrics
         self.server_name = server_name
+        per_minute = self.limits.auth_failures_per_ip_per_minute
+        self._subscribe_failures = BucketsByKey(per_minute / 60.0, per_minute)
 
     async def serve(self, peer: Peer, frames: AsyncIterator[bytes | str]) -> None:
         if not await self._authenticate(peer):
@@ -177,8 +192,22 @@ class ControlChannel:
 
     async def _subscribe(self, peer: Peer, message: Subscribe) -> None:
         doc_id = message.doc_id
+        now = self.admission.monotonic()
+        # only well-formed ids have a budget: no room has any other id, so nothing to guess
+        budget = (
+            self._subscribe_failures.get(f"{peer.ip} {doc_id}", now=now)
+            if DOC_ID.fullmatch(doc_id)
+            else None
+        )
+        if budget is not None and budget.available(now=now) < 1:
+            self.metrics.rejected.labels("auth_failures").inc()
+            log.info("relay.subscribe_refused", extra=fields(ip=peer.ip, doc_id=doc_id))
+            peer.send_control(Error("unauthorized", "too many failed logins", doc_id))
+            return
         problem = self.admission.check_token(peer.ip, doc_id, message.token)
         if problem is not None:
+            if budget is not None:
+                budget.take(1, now=now)
             peer.send_control(Error("unauthorized", problem[1], doc_id))
             return
         if doc_id in peer.subscriptions:

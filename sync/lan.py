@@ -15,7 +15,10 @@ A session is symmetric once it is up. Rules:
   (``focusmate.invite.membership_proof``). No room ids and no secrets cross the wire: each side
   finds the rooms it shares by recomputing the proofs for its own rooms.
 * Then each shared room is synced with ``sync.docsync`` over document frames, as on a relay's
-  ``/v1``; updates are persisted before anything else sees them.
+  ``/v1``; updates are persisted before anything else sees them. Frames for any other room (one
+  the peer does not share with us, or an id it guessed) are ignored.
+* **Failed handshakes are limited per address** (``sync.lan_admission``): a host that keeps
+  failing them is refused at the upgrade for a while; other hosts still connect.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import hmac
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
 from typing import Protocol
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.http11 import Request, Response
 
 from focusmate.clock import Clock
 from focusmate.dm import Envelope
@@ -40,6 +45,7 @@ from focusmate.invite import Invite, membership_proof, parse_invite
 from sync import control, handshake
 from sync.clock import ClockSample, OffsetEstimator
 from sync.docsync import DocSync, SyncableDocument, receive_doc_frame
+from sync.lan_admission import LanAdmission
 from sync.presence import PresenceHooks
 from sync.relay_link import Event
 from sync.wire import ProtocolError
@@ -122,6 +128,7 @@ class LanSession:
         self.sessions: dict[str, DocSync] = {}
         self.offers: tuple[Invite, ...] = ()  # rooms this peer offers to its LAN
         self._nonces = (b"", b"")  # (mine, theirs) from the handshake, for room proofs
+        self._offered: frozenset[str] = frozenset()  # the rooms our last proofs covered
         self._outgoing: asyncio.Queue[str | bytes] = asyncio.Queue()
 
     # -- the engine's side ------------------------------------------------------------------------
@@ -215,6 +222,7 @@ class LanSession:
         assert self.peer is not None
         me, them = self.identity.user_id, self.peer.user_id
         rooms = self.rooms.lan_rooms()[:MAX_ROOM_PROOFS]
+        self._offered = frozenset(room_id for room_id, _, _ in rooms)
         return control.RoomProofs(
             proofs=tuple(
                 b64url_encode(
@@ -278,6 +286,11 @@ class LanSession:
         try:
             for doc_id in list(self.sessions):
                 self._greet(doc_id)
+            # A room we started tracking during the handshake (after our proofs went out, before
+            # the engine knew this session) would otherwise stay one-sided until a reconnect.
+            held = self.rooms.lan_rooms()[:MAX_ROOM_PROOFS]
+            if frozenset(room_id for room_id, _, _ in held) != self._offered:
+                self.offer_rooms()
             self.send_offers()
             async for frame in self.ws:
                 if isinstance(frame, bytes):
@@ -360,6 +373,7 @@ class LanNode:
         port: int = 0,
         presence: PresenceHooks | None = None,
         mail: LanMail | None = None,
+        admission: LanAdmission | None = None,
     ) -> None:
         self.identity = identity
         self.presence = presence
@@ -371,15 +385,20 @@ class LanNode:
         self.on_session_end = on_session_end
         self.host = host
         self.port = port
+        self.admission = admission or LanAdmission()
         self.sessions: dict[str, LanSession] = {}  # by peer user id
         self._server: Server | None = None
-        self._dialing: set[str] = set()
+        # Dials in flight, by where they go, not only by whom they expect: an advert is a hint
+        # anyone can publish, so a spoofed one for a peer must not hold back the dial to the
+        # real one (both run; the one that proves to be the peer wins).
+        self._dialing: set[tuple[str, str, int]] = set()
 
     async def start(self) -> None:
         self._server = await serve(
             self._accept,
             self.host,
             self.port,
+            process_request=self._admit,
             compression=None,
             max_size=MAX_FRAME_BYTES,
             ping_interval=KEEPALIVE_SECONDS,
@@ -398,9 +417,10 @@ class LanNode:
         return self.identity.user_id < user_id and user_id not in self.sessions
 
     async def dial(self, user_id: str, host: str, port: int) -> None:
-        if user_id in self._dialing or user_id in self.sessions:
+        target = (user_id, host, port)
+        if target in self._dialing or user_id in self.sessions:
             return
-        self._dialing.add(user_id)
+        self._dialing.add(target)
         url = f"ws://{host}:{port}" if ":" not in host else f"ws://[{host}]:{port}"
         try:
             async with connect(
@@ -419,12 +439,22 @@ class LanNode:
         except (ProtocolError, ValidationError) as err:
             self.events({"event": "lan_refused", "peer": user_id, "reason": str(err)})
         finally:
-            self._dialing.discard(user_id)
+            self._dialing.discard(target)
+
+    def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Refuse, before any challenge, an address that failed too many handshakes."""
+        if self.admission.refused(_remote_ip(ws)):
+            return ws.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many failed handshakes\n")
+        return None
 
     async def _accept(self, ws: ServerConnection) -> None:
         session = self._session(ws)
         try:
-            await session.handshake_as_listener()
+            try:
+                await session.handshake_as_listener()
+            except (ProtocolError, ValidationError, TimeoutError):
+                self.admission.failed(_remote_ip(ws))
+                raise
             await self._run(session)
         except (ConnectionClosed, TimeoutError):
             pass
@@ -457,3 +487,8 @@ class LanNode:
             del self.sessions[user_id]
             self.on_session_end(session)
             self.events({"event": "link_down", "link": session.origin})
+
+
+def _remote_ip(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if address else "unknown"
