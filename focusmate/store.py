@@ -17,12 +17,14 @@ Rules this module keeps:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pycrdt import Doc, get_update, merge_updates
 
@@ -49,7 +51,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = _connect(path)
+        self._conn, self.read_only = _connect(path)
         try:
             self._check_and_migrate()
         except BaseException:
@@ -152,8 +154,11 @@ class Store:
         """A FocusMate file restored or copied without its WAL flag is switched back to WAL.
 
         Only ever runs on a file recognised as ours, and writes nothing when it is already WAL (so
-        a read-only profile still opens for reading).
+        a read-only profile still opens for reading). On a read-only filesystem the file is
+        opened immutable, which SQLite reports as ``delete`` mode: nothing to switch there.
         """
+        if self.read_only:
+            return
         try:
             mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -174,6 +179,8 @@ class Store:
 
     def ensure_document(self, doc_id: str, *, kind: str, now: float) -> None:
         if self.has_document(doc_id):  # no write: a read-only profile still opens its documents
+            return
+        if self.read_only:  # on a read-only filesystem a missing document reads as empty
             return
         with self.transaction() as conn:
             conn.execute(
@@ -423,16 +430,60 @@ def _id_ranges_within(
     return True
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """The connection, and whether it is read-only because the filesystem is."""
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a profile database.")
+    read_only = on_read_only_filesystem(path)
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        if read_only:
+            conn = _connect_read_only(path)
+        else:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = FULL")
     except sqlite3.Error as err:
         raise _store_error(path, err) from err
-    return conn
+    return conn, read_only
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A profile on a read-only filesystem (a read-only mount, a locked-down backup disk).
+
+    SQLite cannot create the ``-shm`` file a WAL database needs, so a plain open fails with
+    "unable to open database file". When no ``-wal`` file holds edits (FocusMate closed the
+    profile cleanly), nothing can change the file, so it is opened *immutable*. When one does,
+    reading past it would hide those edits: that is refused, saying what to do.
+    """
+    if not path.exists():
+        raise StoreError(f"Cannot create the profile database {path}: the filesystem is read-only.")
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        try:
+            conn = sqlite3.connect(
+                f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None
+            )
+            conn.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.Error:
+            raise StoreError(
+                f"Cannot open the profile database {path}: it is on a read-only filesystem and "
+                f"its journal {wal.name} holds edits not yet in the database file. Make the "
+                "filesystem writable once, open the profile, and they are folded in."
+            ) from None
+        return conn
+    return sqlite3.connect(
+        f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True, isolation_level=None
+    )
+
+
+def on_read_only_filesystem(path: Path) -> bool:
+    """Whether ``path`` (or the nearest existing directory above it) is on a read-only mount."""
+    for place in (path, *path.parents):
+        try:
+            return bool(os.statvfs(place).f_flag & os.ST_RDONLY)
+        except OSError:
+            continue
+    return False
 
 
 def _statements(script: str) -> list[str]:
@@ -441,7 +492,9 @@ def _statements(script: str) -> list[str]:
 
 def _store_error(path: Path, err: sqlite3.Error) -> StoreError:
     text = str(err)
-    if "readonly" in text or "read-only" in text:
+    if on_read_only_filesystem(path):
+        hint = "the profile is on a read-only filesystem; nothing was changed"
+    elif "readonly" in text or "read-only" in text:
         hint = "the profile is read-only; check the directory's permissions"
     elif "disk is full" in text or "database or disk is full" in text:
         hint = "the disk is full; free some space and try again"

@@ -146,8 +146,15 @@ def parse_limits(overrides: Sequence[str], environ: dict[str, str]) -> Limits:
 @contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """One relay per data directory; ``admin restore`` refuses while one runs."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / LOCK_NAME, "a+") as handle:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(data_dir / LOCK_NAME, "a+")  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise StorageError(
+            f"cannot use the data directory {data_dir}: {err.strerror or err}; the relay needs "
+            "to write there"
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from relay.logs import fields
 from relay.storage import Checkpointer, RelayStorage
 
 T = TypeVar("T")
@@ -79,13 +81,26 @@ class Committer:
         self._checkpoints = loop.create_task(self._checkpoint_regularly(), name="checkpoints")
 
     async def _checkpoint_regularly(self) -> None:
+        """Checkpoint every second. One that fails (a full disk) loses nothing: the commits stay
+        in the WAL, and the next checkpoint after space is back copies them. So it is logged
+        once when it starts failing and once when it works again, not every second."""
         loop = asyncio.get_running_loop()
+        failing = False
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
             try:
                 await loop.run_in_executor(self._checkpoint_executor, self._checkpointer.checkpoint)
+            except sqlite3.Error as err:
+                if not failing:
+                    log.error("relay.checkpoint_failed", extra=fields(error=str(err)))
+                failing = True
+                continue
             except Exception:
                 log.exception("relay.checkpoint_failed")
+                continue
+            if failing:
+                log.info("relay.checkpoint_recovered")
+                failing = False
 
     def submit(
         self,
@@ -142,8 +157,12 @@ class Committer:
         loop = asyncio.get_running_loop()
 
         def finish() -> None:
+            # On a full disk the final checkpoint fails; everything committed is still in the
+            # WAL, which the next start reads, so shutting down goes on.
             try:
                 self._checkpointer.checkpoint(truncate=True)
+            except sqlite3.Error as err:
+                log.error("relay.checkpoint_failed", extra=fields(error=str(err)))
             finally:
                 self._checkpointer.close()
 

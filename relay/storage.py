@@ -109,8 +109,14 @@ class RelayStorage:
                 raise StorageError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
             self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self.conn.executescript(_SCHEMA)
-            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # Written only when they differ: a relay restarted on a full disk then still opens
+            # and serves what it holds (its writes fail until space is back).
+            for pragma, value in (
+                ("application_id", APPLICATION_ID),
+                ("user_version", SCHEMA_VERSION),
+            ):
+                if self.conn.execute(f"PRAGMA {pragma}").fetchone()[0] != value:
+                    self.conn.execute(f"PRAGMA {pragma} = {value}")
             self._next_id = (
                 1
                 + self.conn.execute(

@@ -94,6 +94,10 @@ def main(
     except FocusMateError as error:
         print(f"focusmate: {error}", file=err)
         return 1
+    except OSError as error:  # the profile directory or a file in it cannot be made or written
+        where = error.filename if error.filename is not None else profile_dir
+        print(f"focusmate: cannot use {where}: {error.strerror or error}.", file=err)
+        return 1
     except KeyboardInterrupt:
         print("focusmate: interrupted", file=err)
         return 130

@@ -392,7 +392,8 @@ def cmd_board(ctx: Context) -> int:
 
 def cmd_stats(ctx: Context) -> int:
     ws, args = ctx.ws, ctx.args
-    ws.record_all_focus()
+    if not ws.store.read_only:  # (on a read-only filesystem: the sessions recorded so far)
+        ws.record_all_focus()
     sessions = ws.stats().sessions()
     if args.csv:
         ctx.out.write(stats.to_csv(sessions))
