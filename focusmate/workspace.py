@@ -20,7 +20,7 @@ from focusmate import keyfile
 from focusmate.board import Board
 from focusmate.clock import Clock
 from focusmate.document import CrdtDocument
-from focusmate.errors import NotFoundError, ValidationError
+from focusmate.errors import NotFoundError, StoreError, ValidationError
 from focusmate.focus_log import DOC_KIND as STATS_KIND
 from focusmate.focus_log import StatsDocument, Watch, reconcile, stats_doc_id
 from focusmate.identity import PublicIdentity, parse_user_id
@@ -67,7 +67,10 @@ class Workspace:
         self.clock = clock
         if profile_dir.exists() and not profile_dir.is_dir():
             raise ValidationError(f"The profile path {profile_dir} is a file, not a directory.")
-        profile_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            profile_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as err:  # a read-only filesystem, a parent that is a file, no permission
+            raise StoreError(f"Cannot use {profile_dir}: {err.strerror or err}.") from err
         self.store = Store(profile_dir / DB_NAME)
         try:
             self.identity, created = keyfile.load_or_create(

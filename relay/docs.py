@@ -299,9 +299,10 @@ class DocHub:
         if origin is None:
             return
         origin.update_committed()
-        if err is not None:
+        if err is not None and not origin.closed:
             # Not stored, so not forwarded: the client must learn it, and its next sync (after
-            # reconnecting) sends the update again.
+            # reconnecting) sends the update again. Logged once per connection, not per update:
+            # a full disk fails every update a writer has in flight.
             log.error("relay.commit_failed", extra=fields(error=str(err)))
             origin.close(CloseCode.INTERNAL, "the relay could not store an update")
 

@@ -313,5 +313,5 @@ def test_a_new_profile_on_a_read_only_filesystem_is_refused_in_one_line(
     assert line in (
         f"focusmate: Cannot create the profile database {profile / 'focusmate.db'}: the "
         "filesystem is read-only.",
-        f"focusmate: cannot use {profile}: Read-only file system.",
+        f"focusmate: Cannot use {profile}: Read-only file system.",
     )
