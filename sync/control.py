@@ -33,6 +33,7 @@ VERSION = 1
 MAX_TEXT_FIELD = 4096
 MAX_LIST_ITEMS = 256
 MAX_DOC_ID = 128
+MAX_JSON_DEPTH = 32  # deeper nesting is abuse: re-encoding it could exhaust the stack
 
 
 class CloseCode(IntEnum):
@@ -274,20 +275,25 @@ def encode(message: ControlMessage) -> str:
 def decode(text: str | bytes) -> ControlMessage:
     try:
         body = json.loads(text)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ProtocolError("control message is not JSON") from None
     if not isinstance(body, dict):
         raise ProtocolError("control message must be a JSON object")
-    if body.get("v") != VERSION:
-        raise ProtocolError(f"unsupported control protocol version {body.get('v')!r}")
-    cls = _BY_TYPE.get(body.get("type"))  # type: ignore[arg-type]
+    version = body.get("v")
+    if type(version) is not int or version != VERSION:
+        raise ProtocolError(f"unsupported control protocol version {version!r}"[:200])
+    kind = body.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("control message type must be a string")
+    cls = _BY_TYPE.get(kind)
     if cls is None:
-        raise UnknownMessageType(f"unknown control message type {body.get('type')!r}")
+        raise UnknownMessageType(f"unknown control message type {kind!r}"[:200])
     hints = _HINTS[cls]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(body) - set(fields) - {"v", "type"}
     if unknown:
-        raise ProtocolError(f"{cls.TYPE}: unknown fields {sorted(unknown)}")
+        names = sorted(name.encode("utf-8", "backslashreplace").decode() for name in unknown)
+        raise ProtocolError(f"{cls.TYPE}: unknown fields {names}"[:200])
     values: dict[str, Any] = {}
     for name, field in fields.items():
         if name not in body:
@@ -297,6 +303,37 @@ def decode(text: str | bytes) -> ControlMessage:
         values[name] = _check(body[name], hints[name], f"{cls.TYPE}.{name}")
     message: ControlMessage = cls(**values)
     return message
+
+
+def check_json_value(value: Any, *, what: str, unicode_only: bool = True) -> None:
+    """Refuse JSON that not every parser reads back the same way, so whatever we accept can be
+    re-encoded and forwarded (to a JavaScript client, say) without failing: NaN and infinities,
+    nesting deeper than :data:`MAX_JSON_DEPTH`, and (when ``unicode_only``) strings holding lone
+    surrogates, which have no UTF-8 form. Iterative, so no input can exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ProtocolError(f"{what} holds NaN or an infinity")
+        elif isinstance(item, str):
+            if unicode_only and not _is_unicode(item):
+                raise ProtocolError(f"{what} holds a string that is not valid Unicode")
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ProtocolError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                item = item.values()
+            stack.extend((child, depth + 1) for child in item)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check(value: Any, hint: Any, where: str) -> Any:
@@ -310,6 +347,8 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     if hint is str:
         if not isinstance(value, str) or len(value) > MAX_TEXT_FIELD:
             raise ProtocolError(f"{where} must be a string of at most {MAX_TEXT_FIELD} characters")
+        if not _is_unicode(value):
+            raise ProtocolError(f"{where} is not valid Unicode")
         return value
     if hint is bool:
         if not isinstance(value, bool):
@@ -322,9 +361,13 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ProtocolError(f"{where} must be a number")
-        if not math.isfinite(value):
+        try:
+            number = float(value)  # an integer beyond a double's range overflows
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             raise ProtocolError(f"{where} must be a finite number")
-        return float(value)
+        return number
     if hint is bytes:
         if not isinstance(value, str) or len(value) > MAX_TEXT_FIELD:
             raise ProtocolError(f"{where} must be URL-safe base64")
@@ -340,6 +383,7 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ProtocolError(f"{where} must be a JSON object")
+        check_json_value(value, what=where)
         return value
     raise TypeError(f"unsupported field type {hint!r} at {where}")  # a bug in this module
 

@@ -7,7 +7,8 @@ Feed it the messages that arrive (:meth:`DocSync.receive`) and the local changes
   step 2 (what the other lacks). After that, live updates flow both ways.
 * A remote update is handed to the document, which validates and *persists* it before anything
   else sees it (``CrdtDocument.apply_remote``); a malformed one raises ValidationError and the
-  link closes.
+  link closes. pycrdt panics (``PanicException``, a BaseException) on some hostile updates and
+  state vectors: one that gets this far becomes a ProtocolError, never a dead link task.
 * ``synced`` becomes true when the peer's step 2 has been applied: from then on this side holds
   everything the peer had when it answered.
 * Updates that came from this link are not sent back to it (``origin`` tells them apart).
@@ -15,6 +16,7 @@ Feed it the messages that arrive (:meth:`DocSync.receive`) and the local changes
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -32,6 +34,8 @@ from sync.ysync import (
 )
 
 EMPTY_UPDATE = b"\x00\x00"
+# What "contain a pycrdt panic" (pyo3's PanicException, a BaseException) must never swallow.
+_NOT_CONTAINED = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
 
 
 class SyncableDocument(Protocol):
@@ -61,12 +65,21 @@ class DocSync:
         if isinstance(message, SyncStep1):
             try:
                 diff = self.document.encode_update(message.state_vector)
-            except ValueError:
+            except BaseException as err:  # pycrdt raises ValueError, or panics on garbage
+                if isinstance(err, _NOT_CONTAINED):
+                    raise
                 raise ProtocolError("malformed state vector") from None
             return [encode_message(SyncStep2(diff))]
         if isinstance(message, SyncStep2 | SyncUpdate):
             if message.update != EMPTY_UPDATE:
-                self.document.apply_remote(message.update, origin=self.origin, now=now)
+                try:
+                    self.document.apply_remote(message.update, origin=self.origin, now=now)
+                except Exception:
+                    raise  # ValidationError for a bad update; StoreError is not the peer's fault
+                except BaseException as err:  # a Rust panic the document let through
+                    if isinstance(err, _NOT_CONTAINED):
+                        raise
+                    raise ProtocolError(f"the update could not be applied: {err}") from None
             if isinstance(message, SyncStep2):
                 self.synced = True
             return []

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from sync.control import check_json_value
 from sync.wire import Decoder, ProtocolError, write_var_bytes, write_var_string, write_var_uint
 
 
@@ -146,10 +147,18 @@ def decode_awareness(
 
 
 def _parse_state(raw: bytes) -> dict[str, Any] | None:
+    """Strict JSON (no NaN, no deep nesting): the relay forwards a state as it came, and a
+    JavaScript client's ``JSON.parse`` throws on ``NaN``. Lone surrogates pass, as
+    ``JSON.stringify`` writes them."""
     try:
-        state = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
         raise ProtocolError("awareness state is not JSON") from None
+    try:
+        state = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("awareness state is not JSON") from None
+    check_json_value(state, what="awareness state", unicode_only=False)
     if state is not None and not isinstance(state, dict):
         raise ProtocolError("awareness state must be a JSON object or null")
     return state
@@ -184,7 +193,7 @@ def encode_awareness(entries: tuple[AwarenessEntry, ...] | list[AwarenessEntry])
     for entry in entries:
         write_var_uint(out, entry.client_id)
         write_var_uint(out, entry.clock)
-        write_var_string(out, json.dumps(entry.state, separators=(",", ":")))
+        write_var_string(out, json.dumps(entry.state, separators=(",", ":"), allow_nan=False))
     return bytes(out)
 
 
