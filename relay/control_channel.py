@@ -105,6 +105,16 @@ class ControlChannel:
         per_minute = self.limits.auth_failures_per_ip_per_minute
         self._subscribe_failures = BucketsByKey(per_minute / 60.0, per_minute)
 
+    def prune(self, *, now: float | None = None) -> int:
+        """Forget the subscribe-failure budgets that have refilled (housekeeping calls this, as
+        it does :meth:`Admission.prune`); returns how many went."""
+        now = self.admission.monotonic() if now is None else now
+        return self._subscribe_failures.prune(now=now)
+
+    def tracked(self) -> int:
+        """Per-address state held (for tests and metrics)."""
+        return len(self._subscribe_failures)
+
     async def serve(self, peer: Peer, frames: AsyncIterator[bytes | str]) -> None:
         if not await self._authenticate(peer):
             return
@@ -194,20 +204,16 @@ class ControlChannel:
         doc_id = message.doc_id
         now = self.admission.monotonic()
         # only well-formed ids have a budget: no room has any other id, so nothing to guess
-        budget = (
-            self._subscribe_failures.get(f"{peer.ip} {doc_id}", now=now)
-            if DOC_ID.fullmatch(doc_id)
-            else None
-        )
-        if budget is not None and budget.available(now=now) < 1:
+        key = f"{peer.ip} {doc_id}" if DOC_ID.fullmatch(doc_id) else None
+        if key is not None and self._subscribe_failures.peek(key, now=now) < 1:
             self.metrics.rejected.labels("auth_failures").inc()
             log.info("relay.subscribe_refused", extra=fields(ip=peer.ip, doc_id=doc_id))
             peer.send_control(Error("unauthorized", "too many failed logins", doc_id))
             return
         problem = self.admission.check_token(peer.ip, doc_id, message.token)
         if problem is not None:
-            if budget is not None:
-                budget.take(1, now=now)
+            if key is not None:  # only a failure makes a bucket (prune forgets it once full)
+                self._subscribe_failures.get(key, now=now).take(1, now=now)
             peer.send_control(Error("unauthorized", problem[1], doc_id))
             return
         if doc_id in peer.subscriptions:

@@ -7,11 +7,15 @@ Rules:
   survives ``kill -9``, and a new subscriber's sync step 2 never contains an uncommitted update.
 * The document is kept as merged update bytes (``base``) plus the updates committed since
   (``pending``), merged when someone needs the whole state or every ``MERGE_EVERY`` updates.
-  The relay never applies updates one by one, which sidesteps pycrdt's out-of-order apply bug.
+  What the relay serves never comes from applying updates one by one, which sidesteps pycrdt's
+  out-of-order apply bug (the shadow below applies them, but only to check them).
 * Awareness: a client id belongs to the connection that first announced it; others cannot change
   or remove it. When a connection goes, its client ids are announced as removed.
 * A document with no subscribers and no write in flight leaves memory after
   ``idle_document_seconds``; its log is compacted on the way out and it reloads on demand.
+* Each update is also checked against the document, not only alone (see :class:`Shadow`): two
+  updates valid alone can together make pycrdt panic, which would poison the room for every
+  pycrdt client (each new subscriber's sync step 2 panics) and break compaction.
 """
 
 from __future__ import annotations
@@ -19,21 +23,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
-from pycrdt import get_state, get_update, merge_updates
+from pycrdt import Doc, get_state, get_update, merge_updates
 
 from focusmate.clock import Clock
 from focusmate.document import validate_update
 from focusmate.errors import ValidationError
-from focusmate.store import fold_updates
 from relay.committer import Committer
 from relay.config import RelayConfig
 from relay.logs import fields
 from relay.metrics import RelayMetrics
 from relay.peer import Peer, frame_for
-from relay.storage import LoadedDoc, RelayStorage
+from relay.storage import LoadedDoc, RelayStorage, UnfoldableLog, fold_log
 from relay.timers import new_client_id
 from sync.control import CloseCode
 from sync.wire import ProtocolError
@@ -52,6 +58,7 @@ from sync.ysync import (
 
 log = logging.getLogger("focusmate.relay")
 EMPTY_UPDATE = b"\x00\x00"
+EMPTY_STATE = b"\x00"
 MERGE_EVERY = 64  # pending updates merged into the base in small steps (64: ~0.2 ms)
 
 
@@ -71,6 +78,47 @@ class Presence:
     owner: Peer | None
 
 
+class ConflictingUpdate(Exception):
+    """An update that pycrdt cannot integrate into the document (it panics)."""
+
+
+class Shadow:
+    """The document integrated by pycrdt (no observer, so freed with its DocState), holding
+    what is committed plus what is being committed, in order: each update is applied here
+    before it is committed, so one pycrdt cannot integrate is refused instead of stored.
+
+    The relay serves byte-wise merges of its log, and merging an update that reuses ids the
+    document already has with other content (equivocation) gives bytes no pycrdt client can
+    apply, even when applying the two in that order works (the second is ignored). So the part
+    of an update the document already holds is cut off before it is stored: a legitimate
+    duplicate (the same edit through two paths) shrinks to what is new, an equivocation to
+    nothing. An update that is entirely new (the usual case) is stored as sent.
+    """
+
+    __slots__ = ("_doc",)
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self._doc: Doc[Any] = Doc()
+        for part in parts:
+            self._doc.apply_update(part)
+
+    def integrate(self, update: bytes) -> bytes:
+        """Apply ``update``; returns the part of it to store (EMPTY_UPDATE if nothing is new).
+        Raises ConflictingUpdate (the shadow must then be rebuilt: Yrs may have half-applied
+        it)."""
+        try:
+            known = self._doc.get_state()
+            novel = update if known == EMPTY_STATE else get_update(update, known)
+            if novel != update and novel != get_update(update, EMPTY_STATE):
+                update = novel  # part of it was known: keep only the rest
+            self._doc.apply_update(update)
+        except BaseException as err:  # pycrdt raises ValueError or panics (PanicException)
+            if isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+                raise
+            raise ConflictingUpdate(str(err)) from None
+        return update
+
+
 class DocState:
     __slots__ = (
         "_base",
@@ -83,8 +131,12 @@ class DocState:
         "metrics",
         "pending",
         "relay_client_id",
+        "shadow",
+        "shadow_failed",
         "subs",
         "timer_lock",
+        "unconfirmed",
+        "unfoldable",
         "unsnapshotted",
     )
 
@@ -112,26 +164,87 @@ class DocState:
         self.idle_since: float | None = now
         self.relay_client_id = new_client_id()  # the relay's own edits (hosted timer commands)
         self.timer_lock = asyncio.Lock()  # one hosted command at a time, each on the last state
+        # Built on the first write, dropped when the last subscriber leaves (see Shadow).
+        self.shadow: Shadow | None = None
+        self.unconfirmed: deque[bytes] = deque()  # submitted, not yet committed or failed
+        self.shadow_failed = False  # the stored log itself cannot be integrated (logged once)
+        self.unfoldable = False  # compaction keeps the log merged byte-wise (logged once)
 
     def merged(self) -> bytes:
         """The whole document as one update (merging what arrived since the last call)."""
         if self.pending:
             parts = [self._base, *self.pending] if self._base is not None else self.pending
-            self._base = parts[0] if len(parts) == 1 else merge_updates(*parts)
+            try:
+                self._base = parts[0] if len(parts) == 1 else merge_updates(*parts)
+            except BaseException as err:  # a Rust panic: never seen, but a log could hold one
+                if isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+                    raise
+                self._unfoldable(str(err), kept="raw updates")
+                raise UnfoldableLog(f"the updates cannot be merged: {err}") from None
             self.pending = []
         return self._base if self._base is not None else EMPTY_UPDATE
 
     def fold(self) -> bytes:
-        """Replace the in-memory document by its folded form (see focusmate.store)."""
-        self._base = fold_updates([self.merged()])
-        return self._base
+        """Replace the in-memory document by its folded form (see focusmate.store), or by its
+        byte-wise merge when pycrdt cannot integrate it (a log poisoned before updates were
+        checked against the document): nothing is lost, and clients get what they got before.
+        Raises UnfoldableLog when not even a merge works; the log then stays as it is."""
+        parts = [self._base, *self.pending] if self._base is not None else self.pending
+        if not parts:
+            return EMPTY_UPDATE
+        try:
+            folded, problem = fold_log(parts)
+        except UnfoldableLog as err:
+            self._unfoldable(str(err), kept="raw updates")
+            raise
+        if problem is not None:
+            self._unfoldable(problem, kept="merged log")
+        self._base, self.pending = folded, []
+        return folded
+
+    def _unfoldable(self, problem: str, *, kept: str) -> None:
+        if not self.unfoldable:  # once per load: a compaction is retried on later writes
+            self.unfoldable = True
+            log.error(
+                "relay.document_unfoldable",
+                extra=fields(doc_id=self.doc_id, error=problem, kept=kept),
+            )
+
+    def check(self, update: bytes) -> bytes:
+        """The part of ``update`` to store, once it is known to integrate into the document
+        (committed and in flight); ConflictingUpdate if it does not."""
+        if self.shadow is None:
+            try:
+                self.shadow = Shadow([self.merged(), *self.unconfirmed])
+            except BaseException as err:
+                if isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+                    raise
+                if not self.shadow_failed:
+                    self.shadow_failed = True
+                    log.error(
+                        "relay.document_unreadable",
+                        extra=fields(doc_id=self.doc_id, error=str(err), kept="raw updates"),
+                    )
+                return update  # already poisoned: served and stored as before, nothing lost
+        try:
+            return self.shadow.integrate(update)
+        except ConflictingUpdate:
+            self.shadow = None  # rebuilt on the next write, without this update
+            raise
+
+    def confirmed(self, *, failed: bool) -> None:
+        """The oldest update in flight was committed or failed (callbacks come in order)."""
+        self.unconfirmed.popleft()
+        if failed:
+            self.shadow = None  # it holds an update that is not stored
 
     def add_committed(self, update: bytes, row_id: int) -> None:
         self.pending.append(update)
         self.last_id = row_id
         self.unsnapshotted += 1
         if len(self.pending) >= MERGE_EVERY:
-            self.merged()  # merging cost grows faster than linearly: keep each merge small
+            with suppress(UnfoldableLog):  # (logged once) the updates stay unmerged
+                self.merged()  # merging cost grows faster than linearly: keep each merge small
 
     def broadcast(self, message: bytes, *, skip: Peer | None = None) -> int:
         """Send ``message`` to every subscriber but ``skip``, serialising each distinct frame
@@ -230,6 +343,7 @@ class DocHub:
                 state.broadcast(encode_message(AwarenessMessage(tuple(gone))))
         if not state.subs:
             state.idle_since = self.monotonic()
+            state.shadow = None  # memory for active rooms only; rebuilt on the next write
 
     # -- messages from a subscriber -------------------------------------------------------------
 
@@ -265,16 +379,24 @@ class DocHub:
             return None
         try:
             validate_update(update)
+            update = state.check(update)
         except ValidationError as err:
             self.metrics.rejected.labels("invalid_update").inc()
             raise ProtocolError(str(err)) from None
+        except ConflictingUpdate:
+            self.metrics.rejected.labels("invalid_update").inc()
+            raise ProtocolError("the update conflicts with the document") from None
+        if update == EMPTY_UPDATE:
+            return None  # everything in it is stored already
         received = self.monotonic() if received is None else received
+        state.unconfirmed.append(update)
         state.inflight += 1
         if origin is not None:
             origin.inflight += 1
         done = asyncio.get_running_loop().create_future() if origin is None else None
 
         def committed(row_id: int) -> None:
+            state.confirmed(failed=False)
             state.add_committed(update, row_id)
             self.metrics.updates_in.inc()
             sent = state.broadcast(update_message(update), skip=origin)
@@ -287,6 +409,7 @@ class DocHub:
                 done.set_result(None)
 
         def failed(err: BaseException) -> None:
+            state.confirmed(failed=True)
             self._write_done(state, origin, err)
             if done is not None:
                 done.set_exception(err)
@@ -343,9 +466,16 @@ class DocHub:
 
     def compact(self, state: DocState) -> asyncio.Future[None]:
         """Fold the committed log into a snapshot (garbage-collected when nothing is pending,
-        so overwritten values stop costing bytes), in memory and on disk."""
+        so overwritten values stop costing bytes), in memory and on disk. A log that cannot
+        even be merged is left as it is (logged once by DocState.fold)."""
         upto, now = state.last_id, self.clock.now()
-        merged = state.fold()
+        try:
+            merged = state.fold()
+        except UnfoldableLog:
+            state.unsnapshotted = 0  # retried after as many updates again, not on each one
+            skipped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            skipped.set_result(None)
+            return skipped
         state.unsnapshotted = 0
         state.compact_after = max(
             1, round(self.config.compact_after_updates * random.uniform(0.5, 1.5))

@@ -16,6 +16,8 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from pathlib import Path
 from pycrdt import merge_updates
 
 from focusmate.store import fold_updates
+from relay.logs import fields
 
 APPLICATION_ID = 0x466D5452  # "FmTR"
 SCHEMA_VERSION = 1
@@ -62,8 +65,35 @@ CREATE INDEX IF NOT EXISTS mailbox_by_age ON mailbox (stored_at);
 """
 
 
+log = logging.getLogger("focusmate.relay")
+
+
 class StorageError(Exception):
     """The data directory cannot be used (not a relay database, newer schema, unwritable)."""
+
+
+class UnfoldableLog(Exception):
+    """pycrdt cannot even merge a document's updates byte-wise (it panicked)."""
+
+
+def fold_log(parts: list[bytes]) -> tuple[bytes, str | None]:
+    """The snapshot for a document's log: folded (garbage-collected, see focusmate.store) when
+    pycrdt can integrate it; else merged byte-wise, which keeps everything and is what the relay
+    serves anyway, with the reason as the second item. A log can hold updates that panic
+    together if it was written before the relay checked updates against the document.
+    Raises UnfoldableLog when even the merge fails (the log must then stay as it is)."""
+    try:
+        merged = parts[0] if len(parts) == 1 else merge_updates(*parts)
+    except BaseException as err:  # a Rust panic is a BaseException
+        if isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+            raise
+        raise UnfoldableLog(f"the updates cannot be merged: {err}") from None
+    try:
+        return fold_updates([merged]), None
+    except BaseException as err:
+        if isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+            raise
+        return merged, f"the updates cannot be integrated: {err}"
 
 
 @dataclass(frozen=True)
@@ -225,11 +255,19 @@ class RelayStorage:
         self.conn.execute("DELETE FROM doc_updates WHERE doc_id = ? AND id <= ?", (doc_id, upto))
 
     def compact_doc(self, doc_id: str, *, now: float) -> int:
-        """Merge a document's whole log into its snapshot; returns the updates folded."""
+        """Merge a document's whole log into its snapshot; returns the updates folded. A log
+        pycrdt cannot integrate is merged byte-wise instead, and one it cannot even merge is
+        left as it is (0): both are logged, and compacting the other documents goes on."""
         loaded = self.load_doc(doc_id)
         if loaded.pending == 0:
             return 0
-        folded = fold_updates([merge_updates(*loaded.updates)])
+        try:
+            folded, problem = fold_log(loaded.updates)
+        except UnfoldableLog as err:
+            log.error("relay.document_unfoldable", extra=fields(doc_id=doc_id, error=str(err)))
+            return 0
+        if problem is not None:
+            log.error("relay.document_unfoldable", extra=fields(doc_id=doc_id, error=problem))
         self.save_snapshot(doc_id, folded, upto=loaded.last_id, now=now)
         return loaded.pending
 

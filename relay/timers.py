@@ -12,12 +12,13 @@ one entry to the document's state vector, not one per command.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from pycrdt import Doc, Map, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, Subscription, TransactionEvent, merge_updates
 
 from focusmate import timer
 from focusmate.errors import ValidationError
@@ -28,14 +29,25 @@ RELAY_ORIGIN = "relay"
 
 
 class ScratchRoomDocument:
-    """A throwaway document built from merged bytes; :meth:`edit` records the delta."""
+    """A throwaway document built from merged bytes; :meth:`edit` records the delta.
+
+    :meth:`close` it when done: pycrdt hands Rust an observer callback that refers back to the
+    document, a cycle Python's GC cannot see, so an observed document is never freed (measured:
+    a whole copy of the room leaked per hosted command, refused ones included).
+    """
 
     def __init__(self, doc_id: str, merged: bytes, *, client_id: int) -> None:
         self.doc_id = doc_id
         self.doc: Doc[Any] = Doc(client_id=client_id)
         self.doc.apply_update(merged)
         self._updates: list[bytes] = []
-        self._subscription = self.doc.observe(self._record)
+        self._subscription: Subscription | None = self.doc.observe(self._record)
+
+    def close(self) -> None:
+        """Unobserve the document so it can be freed (idempotent)."""
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+            self._subscription = None
 
     def _record(self, event: TransactionEvent) -> None:
         self._updates.append(event.update)
@@ -70,14 +82,27 @@ def host_command(
 ) -> tuple[timer.TimerState, bytes | None]:
     """Apply ``command`` for ``member``; the new state and the update that records it.
 
-    Raises ValidationError for an unknown command, and the room's own errors (not a member, room
-    deleted, command not allowed in this state) with the same messages the app shows.
+    Raises ValidationError for an unknown command or a room document pycrdt panics on (a log
+    poisoned before the relay checked updates against the document), and the room's own errors
+    (not a member, room deleted, command not allowed in this state) with the messages the app
+    shows.
     """
     try:
         parsed = timer.Command(command)
     except ValueError:
         raise ValidationError(f"unknown timer command {command!r}") from None
-    document = ScratchRoomDocument(doc_id, merged, client_id=client_id)
-    room = Room(document, me=member)
-    state = room.timer_command(parsed, now=now)
-    return state, document.delta()
+    try:
+        document = ScratchRoomDocument(doc_id, merged, client_id=client_id)
+    except BaseException as err:  # a room log poisoned before the relay checked updates
+        if isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+            raise
+        raise ValidationError(f"the room document cannot be read: {err}") from None
+    try:
+        state = Room(document, me=member).timer_command(parsed, now=now)
+        return state, document.delta()
+    except BaseException as err:
+        if isinstance(err, Exception | KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+            raise  # the room's own errors, and bugs, as they are
+        raise ValidationError(f"the room document cannot be edited: {err}") from None  # a panic
+    finally:
+        document.close()

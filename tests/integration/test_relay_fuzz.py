@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from focusmate.identity import Identity
 from focusmate.invite import new_room_secret, relay_token, room_id_for
+from relay.docs import Shadow
 from relay.peer import Peer
 from relay.server import Relay
 from sync import control, handshake
@@ -51,7 +52,6 @@ from sync.ysync import (
 from tests.integration.relaykit import (
     ControlClient,
     DocClient,
-    doc_url,
     limits,
     poll,
     running_relay,
@@ -312,6 +312,7 @@ def forget_idle(relay: Relay, advance: Callable[[float], None]) -> None:
     pruned, idle documents leave memory."""
     advance(3600.0)
     relay.admission.prune()
+    relay.control.prune()
     relay.hub.evict_idle()
 
 
@@ -324,6 +325,7 @@ def assert_forgotten(relay: Relay, baseline: Baseline, tally: Tally, doc_id: str
     assert all(not relay.sessions.online(user) for user in tally.user_ids)
     assert relay.admission.open == len(baseline.peers)
     assert relay.admission.tracked() == baseline.tracked, "per-address state was not forgotten"
+    assert relay.control.tracked() == 0, "subscribe-failure budgets were not forgotten"
     assert set(relay.hub.docs) == baseline.docs, "a document opened by a hostile peer stayed"
     assert peers_in_memory() == baseline.peer_objects, "Peer objects leaked"
 
@@ -462,27 +464,45 @@ EQUIVOCATION = bytes.fromhex(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay/docs.py validates each update on its own, not against the document: see "
-    "docs/reliability.md (issue 8). A room can be poisoned so no pycrdt client can sync it.",
-)
-async def test_two_updates_that_panic_together_do_not_poison_the_room(tmp_path: Path) -> None:
+@pytest.mark.parametrize("equivocation_first", [False, True], ids=["base-first", "equiv-first"])
+async def test_two_updates_that_panic_together_do_not_poison_the_room(
+    tmp_path: Path, equivocation_first: bool
+) -> None:
+    """Each update is valid alone, so the relay once committed both, and every new subscriber's
+    sync step 2 (the merged log) panicked its pycrdt client: the room could no longer sync
+    through the relay, and compaction raised. In one order the second update panics against the
+    first and is refused; in the other it is ignored by pycrdt, but merging its bytes with the
+    first's panics, so the relay keeps only what is new in it (nothing)."""
     secret = new_room_secret()
+    first, second = (
+        (EQUIVOCATION, EQUIVOCATION_BASE)
+        if equivocation_first
+        else (
+            EQUIVOCATION_BASE,
+            EQUIVOCATION,
+        )
+    )
     async with running_relay(tmp_path) as relay:
-        (attacker,) = await open_room(relay, secret, 1)
-        await attacker.ws.send(encode_message(SyncUpdate(EQUIVOCATION_BASE)))
-        await attacker.ws.send(encode_message(SyncUpdate(EQUIVOCATION)))
-        await attacker.ws.send(b"\xff")  # read up to here, then closed
-        await attacker.wait_closed()
-        newcomer = await DocClient.open(doc_url(relay, secret))
-        async with asyncio.timeout(CLOSE_DEADLINE):
-            await asyncio.wait(
-                [asyncio.ensure_future(newcomer.synced.wait()), newcomer._reader],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+        member, attacker = await open_room(relay, secret, 2)
+        await legit_round(member, attacker, "before")
+        await attacker.ws.send(encode_message(SyncUpdate(first)))
+        await attacker.ws.send(encode_message(SyncUpdate(second)))
+        with contextlib.suppress(ConnectionClosed):
+            await attacker.ws.send(b"\xff")  # read up to here, then closed
+        code, why = await attacker.wait_closed()
+        assert code == control.CloseCode.BAD_FRAME
+        assert why is not None
+        if not equivocation_first:
+            assert "conflicts with the document" in why
+        assert not member._reader.done(), member._reader.exception()
+        (newcomer,) = await open_room(relay, secret, 1)
         assert not newcomer._reader.done(), newcomer._reader.exception()
-        assert newcomer.synced.is_set()
+        await legit_round(member, newcomer, "after")
+        # compaction, then another newcomer from the folded document
+        await relay.hub.compact(relay.hub.docs[room_id_for(secret)])
+        (late,) = await open_room(relay, secret, 1)
+        await legit_round(late, member, "after compaction")
+        assert late.map().to_py() == member.map().to_py()
 
 
 def _json_dump(outcome: Outcome) -> str:
@@ -499,30 +519,31 @@ def _json_dump(outcome: Outcome) -> str:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay/control_channel.py keeps a subscribe-failure bucket per (address, document "
-    "id), created even for a good token, and housekeeping never prunes it: see "
-    "docs/reliability.md (issue 8).",
-)
 async def test_subscribes_to_made_up_documents_are_forgotten(tmp_path: Path) -> None:
     """One connection asks for 300 well-formed document ids that no room has: the per-address
-    state this creates must go once its refill time has passed, like every other bucket."""
+    state this creates must go once its refill time has passed, like every other bucket. A
+    good subscription creates none at all (it once made a bucket per address and room)."""
     offset = [0.0]
+    secret = new_room_secret()
     async with running_relay(
         tmp_path, limits=OPEN_LIMITS, monotonic=lambda: time.monotonic() + offset[0]
     ) as relay:
         ctl = await ControlClient.open(relay, Identity.generate())
         await ctl.expect(control.Welcome)
+        await ctl.send(control.Subscribe(doc_id=room_id_for(secret), token=relay_token(secret)))
+        await ctl.expect(control.Subscribed)
+        assert relay.control.tracked() == 0, "a good subscription made per-address state"
         for n in range(300):
             await ctl.send(control.Subscribe(doc_id=f"{n:032x}", token="0" * 64))
         for _ in range(300):
             await ctl.expect(control.Error)
+        assert relay.control.tracked() == 300
         await ctl.close()
         await poll(lambda: not relay.peers, "the connection to go")
         offset[0] += 3600.0
         relay.admission.prune()
-        assert len(relay.control._subscribe_failures._buckets) == 0
+        relay.control.prune()  # (Relay.housekeep calls both)
+        assert relay.control.tracked() == 0
 
 
 def pycrdt_docs_in_memory() -> int:
@@ -530,12 +551,6 @@ def pycrdt_docs_in_memory() -> int:
     return sum(1 for obj in gc.get_objects() if isinstance(obj, Doc))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay/timers.py: ScratchRoomDocument observes its pycrdt Doc and never unobserves "
-    "it, so every hosted timer command (even a refused one) leaks a whole copy of the room "
-    "document: see docs/reliability.md (issue 8).",
-)
 async def test_timer_commands_leave_no_copy_of_the_room_behind(tmp_path: Path) -> None:
     """Found by the long hostile stream: the relay's memory grew by a copy of the room per
     timer command (3,000 commands on a 5 KB room: +107 MiB). Any room member can send them."""
@@ -555,3 +570,25 @@ async def test_timer_commands_leave_no_copy_of_the_room_behind(tmp_path: Path) -
             await ctl.expect(control.Error)  # not a member: refused, but a copy was made
         assert pycrdt_docs_in_memory() == before
         await ctl.close()
+
+
+async def test_a_room_nobody_is_in_keeps_no_document_copy_in_memory(tmp_path: Path) -> None:
+    """Writes are checked against a pycrdt copy of the room (relay/docs.py Shadow), as big in
+    memory as the room itself (11 MiB for 10k posts): once the last subscriber leaves, it must
+    go, while the room's bytes stay loaded until it is idle long enough to be evicted."""
+
+    def copies() -> int:
+        gc.collect()
+        return sum(1 for obj in gc.get_objects() if isinstance(obj, Shadow))
+
+    secret = new_room_secret()
+    async with running_relay(tmp_path) as relay:
+        a, b = await open_room(relay, secret, 2)
+        await legit_round(a, b, "checked")  # the relay builds its copy for this write
+        assert copies() == 1
+        await a.close()
+        assert copies() == 1  # b is still there
+        await b.close()
+        await poll(lambda: not relay.peers, "the clients to go")
+        assert room_id_for(secret) in relay.hub.docs
+        assert copies() == 0
