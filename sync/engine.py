@@ -47,6 +47,7 @@ log = logging.getLogger("focusmate.sync")
 POLL_SECONDS = 0.2
 REDIAL_SECONDS = 2.0
 HOUSEKEEPING_SECONDS = 1.0
+STORE_ORIGIN = "store"  # what CrdtDocument.refresh announces its changes as
 
 
 class SyncEngine:
@@ -294,12 +295,30 @@ class SyncEngine:
             document = self.workspace.document(room_id, kind=ROOM_KIND)
             self.documents[room_id] = document
             self.secrets[room_id] = secret
-            self._unsubscribe.append(document.on_change(self._forwarder(room_id)))
+            self._unsubscribe.append(document.on_change(self._forwarder(document)))
             for link in self.links:
                 link.add_document(document, token=relay_token(secret))
 
-    def _forwarder(self, doc_id: str) -> Callable[[bytes, str], None]:
+    def _forwarder(self, document: CrdtDocument) -> Callable[[bytes, str], None]:
+        """Pass a document's changes on to every link.
+
+        A change read from the store (another process's commit, or a rebuild) is passed on as
+        the diff from the state vector after the last change passed on, not as announced. An
+        update that arrives before one it depends on leaves the document waiting, and the next
+        one it takes in makes it rebuild from its whole log and announce the whole document:
+        passed on as it is, the whole room would go to every link for each such update, each of
+        them would store it, and any of them still waiting would do the same, a storm that grows
+        with the room. Every change since the last one passed on lies beyond that state vector
+        (what was waiting is not in it), and deletions ride in every diff.
+        """
+        doc_id = document.doc_id
+        passed_on = document.state_vector()
+
         def forward(update: bytes, origin: str) -> None:
+            nonlocal passed_on
+            if origin == STORE_ORIGIN:
+                update = document.encode_update(passed_on)
+            passed_on = document.state_vector()
             for link in self.links:
                 link.local_update(doc_id, update, origin=origin)
             for session in list(self.lan_sessions):
