@@ -39,7 +39,14 @@ from relay.config import Limits, RelayConfig
 from relay.server import Relay
 from tests.integration.faultproxy import FaultPlan, FaultProxy
 from tests.integration.relaykit import DocClient, doc_url, relay_value, running_relay
-from tests.integration.synckit import DaemonPeer, EnginePeer, connect, room_state, running
+from tests.integration.synckit import (
+    DaemonProcess,
+    EnginePeer,
+    connect,
+    room_state,
+    running,
+    within,
+)
 
 RELAY_1 = ("alice", "bob", "carol")
 RELAY_2 = ("dave", "erin")
@@ -47,18 +54,6 @@ LAN_PAIRS = (("carol", "dave"), ("dave", "erin"))
 IN_PROCESS = ("alice", "carol", "dave", "erin")
 LAN = {"carol", "dave", "erin"}
 REDIAL_SECONDS = 0.1  # discovery redials every 2 s; the test's stand-in for it is quicker
-
-
-async def within(seconds: float, predicate: Callable[[], bool], what: str) -> float:
-    """Poll until ``predicate`` holds; the seconds it took. AssertionError after ``seconds``."""
-    started = time.monotonic()
-    try:
-        async with asyncio.timeout(seconds):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {seconds} s waiting for {what}") from None
-    return time.monotonic() - started
 
 
 # -- what was written ----------------------------------------------------------------------------
@@ -219,7 +214,8 @@ class Cluster:
         self.lan_proxies = {pair: proxy() for pair in LAN_PAIRS}
         self.relays: list[Relay] = []
         self.engines: dict[str, EnginePeer] = {}
-        self.daemon: DaemonPeer | None = None
+        self.daemon: DaemonProcess | None = None
+        self.daemon_workspace: Workspace | None = None  # a CLI's view of bob's profile
         self.down: set[str] = set()
         self.faults: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -230,8 +226,8 @@ class Cluster:
 
     def workspace(self, name: str) -> Workspace:
         if name == "bob":
-            assert self.daemon is not None
-            return self.daemon.workspace
+            assert self.daemon_workspace is not None
+            return self.daemon_workspace
         return self.engines[name].workspace
 
     def names(self) -> list[str]:
@@ -249,7 +245,9 @@ class Cluster:
             for i in range(2):
                 self.relays.append(await self._start_relay(i))
             self.engines = {name: self._engine(name) for name in IN_PROCESS}
-            self.daemon = DaemonPeer(self.tmp_path / "bob", relays=[self.relay_proxies["bob"].url])
+            bob = self.tmp_path / "bob"
+            self.daemon = DaemonProcess(bob, relays=[self.relay_proxies["bob"].url])
+            self.daemon_workspace = Workspace(bob, clock=SystemClock())
             stack.push_async_callback(self._stop_all)
             yield self
 
@@ -337,7 +335,7 @@ class Cluster:
             p.faults = False
         await within(30, lambda: not self.down, "every engine back up")
         assert self.daemon is not None
-        assert self.daemon.running, self.daemon.events()[-2000:]
+        assert self.daemon.running, str(self.daemon)
 
     async def _stop_all(self) -> None:
         for task in list(self._tasks):
@@ -346,7 +344,7 @@ class Cluster:
         for peer in self.engines.values():
             await peer.engine.stop()
         if self.daemon is not None and self.daemon.proc is not None:
-            await self.daemon.stop()
+            await self.daemon.stop(deadline=30)
         for relay in self.relays:
             await relay.stop()
         for p in self.proxies:
@@ -472,9 +470,7 @@ def _missing(states: dict[str, dict[str, Any]], expected: dict[str, Any]) -> int
 def _link_ups(cluster: Cluster, name: str) -> list[str]:
     if name == "bob":
         assert cluster.daemon is not None
-        lines = [
-            json.loads(line) for line in cluster.daemon.events().splitlines() if line[:1] == "{"
-        ]
+        lines = cluster.daemon.events(all_runs=True)
     else:
         lines = cluster.engines[name].events
     return [e["link"] for e in lines if e.get("event") == "link_up"]

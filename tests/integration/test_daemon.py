@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,61 +16,7 @@ from focusmate.timer import Command
 from focusmate.workspace import Workspace
 from sync.engine import SyncEngine
 from tests.integration.relaykit import DEADLINE, REPO, poll, running_relay
-
-
-class Daemon:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[dict[str, Any]] = []
-
-    @classmethod
-    async def start(cls, profile: Path, relay: str, *, skew: float = 0.0) -> Daemon:
-        """``skew``: run the whole process under faketime, its clock that far off."""
-        prefix = ["faketime", "-f", f"{skew:+.1f}s"] if skew else []
-        proc = await asyncio.create_subprocess_exec(
-            *prefix,
-            sys.executable,
-            "-m",
-            "ui.launcher",
-            "--profile",
-            str(profile),
-            "daemon",
-            "--relay",
-            relay,
-            "--no-lan",  # (LAN peers: tests/lan)
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,  # stop() signals the group: faketime does not forward
-        )
-        return cls(proc)
-
-    async def expect(self, event: str, **fields: Any) -> dict[str, Any]:
-        """The first event (seen before or arriving now) with this name and these fields."""
-
-        def match(e: dict[str, Any]) -> bool:
-            return e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
-
-        found = next((e for e in self.events if match(e)), None)
-        assert self.proc.stdout is not None
-        try:
-            async with asyncio.timeout(DEADLINE):
-                while found is None:
-                    line = await self.proc.stdout.readline()
-                    if not line:
-                        raise AssertionError(f"daemon exited before {event}: {self.events}")
-                    self.events.append(json.loads(line))
-                    found = self.events[-1] if match(self.events[-1]) else None
-        except TimeoutError:
-            raise AssertionError(f"no {event} {fields} in time; saw {self.events}") from None
-        return found
-
-    async def stop(self) -> int:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        assert self.proc.stdout is not None
-        rest = await asyncio.wait_for(self.proc.stdout.read(), DEADLINE)
-        self.events += [json.loads(line) for line in rest.decode().splitlines() if line]
-        return await asyncio.wait_for(self.proc.wait(), DEADLINE)
+from tests.integration.synckit import DaemonProcess
 
 
 async def test_the_daemon_syncs_a_room_and_reports_posts_and_timer_phases(tmp_path: Path) -> None:
@@ -86,7 +28,7 @@ async def test_the_daemon_syncs_a_room_and_reports_posts_and_timer_phases(tmp_pa
         url = f"ws://127.0.0.1:{relay.port}"
         engine = SyncEngine(alice, relays=[url], events=lambda e: None, poll_seconds=0.05)
         await engine.start()
-        daemon = await Daemon.start(tmp_path / "bob", url)
+        daemon = await DaemonProcess.launch(tmp_path / "bob", relays=[url])
         try:
             await daemon.expect("daemon_started")
             await daemon.expect("link_up", link=url)
@@ -102,7 +44,7 @@ async def test_the_daemon_syncs_a_room_and_reports_posts_and_timer_phases(tmp_pa
             code = await daemon.stop()
             await engine.stop()
         assert code == 0
-        assert daemon.events[-1]["event"] == "daemon_stopped"
+        assert daemon.events()[-1]["event"] == "daemon_stopped"
 
 
 @pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime (Debian) is not installed")
@@ -117,7 +59,7 @@ async def test_daemons_with_skewed_clocks_count_down_on_the_relays_clock(tmp_pat
         engine = SyncEngine(alice, relays=[url], events=lambda e: None, poll_seconds=0.05)
         await engine.start()
         daemons = {
-            name: await Daemon.start(tmp_path / name, url, skew=skew)
+            name: await DaemonProcess.launch(tmp_path / name, relays=[url], skew=skew)
             for name, skew in skews.items()
         }
         try:
@@ -151,7 +93,7 @@ async def test_a_cli_timer_command_beside_a_daemon_counts_on_the_rooms_timebase(
         url = f"ws://127.0.0.1:{relay.port}"
         engine = SyncEngine(alice, relays=[url], events=lambda e: None, poll_seconds=0.05)
         await engine.start()
-        daemon = await Daemon.start(bob, url, skew=skew)
+        daemon = await DaemonProcess.launch(bob, relays=[url], skew=skew)
         try:
             await daemon.expect("doc_synced", doc_id=room.room_id)
             await poll(

@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ import pytest
 from focusmate.clock import SystemClock
 from focusmate.workspace import Workspace
 from tests.integration.relaykit import DEADLINE, REPO, RelayProcess
-from tests.integration.test_daemon import Daemon
+from tests.integration.synckit import DaemonProcess, within
 
 pytestmark = pytest.mark.slow
 POSTS = 2_000  # far more than are written before the kill
@@ -73,55 +71,13 @@ def integrity(profile: Path) -> list[str]:
         ws.store.close()
 
 
-async def poll(predicate: object, what: str, *, timeout: float = 20.0) -> None:
-    """Poll a check that reads profiles from disk (no event to await across processes)."""
-    assert callable(predicate)
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 def assert_once_each(bodies: list[str]) -> None:
     duplicated = [body for body, n in Counter(bodies).items() if n > 1]
     assert not duplicated, f"posts shown twice: {duplicated[:5]}"
 
 
-async def count_events(daemon: Daemon, event: str, n: int) -> None:
-    """Read the daemon's report until it has shown ``event`` ``n`` times."""
-    assert daemon.proc.stdout is not None
-    async with asyncio.timeout(DEADLINE * 2):
-        while sum(e.get("event") == event for e in daemon.events) < n:
-            line = await daemon.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"the daemon exited: {daemon.events[-5:]}")
-            daemon.events.append(json.loads(line))
-
-
-async def stop(daemon: Daemon) -> None:
-    """SIGTERM (SIGKILL should that not work), whatever state the daemon is in."""
-    if daemon.proc.returncode is not None:
-        return
-    try:
-        await daemon.stop()
-    except (ProcessLookupError, TimeoutError, json.JSONDecodeError):
-        with contextlib.suppress(ProcessLookupError):
-            daemon.proc.kill()
-        await daemon.proc.wait()
-
-
-async def kill(daemon: Daemon) -> None:
-    os.killpg(daemon.proc.pid, signal.SIGKILL)
-    await asyncio.wait_for(daemon.proc.wait(), DEADLINE)
-
-
-Start = Callable[[Path], Awaitable[Daemon]]
-
-
 async def kill_alice_while_posting(
-    relay: RelayProcess, alice_dir: Path, bob: Daemon, room_id: str
+    relay: RelayProcess, alice_dir: Path, bob: DaemonProcess, room_id: str
 ) -> tuple[list[str], list[str]]:
     """Alice's app posts and syncs; she is killed once Bob has some of her posts. Returns what
     she reported committed and what her store holds."""
@@ -130,7 +86,7 @@ async def kill_alice_while_posting(
         cwd=REPO, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        await count_events(bob, "post_received", KILL_AFTER)
+        await bob.expect_count("post_received", KILL_AFTER, deadline=DEADLINE * 2)
     finally:
         with contextlib.suppress(ProcessLookupError):  # (it died by itself: the test fails)
             writer.kill()
@@ -144,13 +100,11 @@ async def kill_alice_while_posting(
     return printed, committed
 
 
-async def kill_bob_while_catching_up(
-    start: Start, bob: Daemon, alice_dir: Path, bob_dir: Path, room_id: str
-) -> int:
+async def kill_bob_while_catching_up(bob: DaemonProcess, alice_dir: Path, room_id: str) -> int:
     """Bob is down while Alice posts; he restarts and is killed while he catches up and her
     posts keep streaming in. Returns how many of the new posts he had at the kill."""
-    before = len(posts_of(bob_dir, room_id))
-    await kill(bob)
+    before = len(posts_of(bob.profile, room_id))
+    await bob.kill()
     ws = Workspace(alice_dir, clock=SystemClock())  # a CLI beside Alice's daemon
     board = ws.board(ws.find_room(room_id))
     for i in range(OFFLINE_POSTS):
@@ -163,11 +117,11 @@ async def kill_bob_while_catching_up(
 
     live = asyncio.create_task(post_live())
     try:
-        bob = await start(bob_dir)
-        await count_events(bob, "post_received", KILL_AFTER)
-        await kill(bob)
-        at_kill = len(posts_of(bob_dir, room_id)) - before
-        assert integrity(bob_dir) == []
+        await bob.start()  # restarted on the same profile
+        await bob.expect_count("post_received", KILL_AFTER, deadline=DEADLINE * 2)
+        await bob.kill()
+        at_kill = len(posts_of(bob.profile, room_id)) - before
+        assert integrity(bob.profile) == []
     finally:
         await live
         ws.store.close()
@@ -185,39 +139,36 @@ async def test_peers_killed_mid_sync_restart_and_converge_with_every_committed_p
     bob.join_room(invite.code)
     bob.store.close()
     room_id = room.room_id
-    started: list[Daemon] = []
 
     async with RelayProcess(tmp_path / "relay") as relay:
-
-        async def start(profile: Path) -> Daemon:
-            daemon = await Daemon.start(profile, relay.url)
-            started.append(daemon)
-            return daemon
-
+        alice_daemon = DaemonProcess(alice_dir, relays=[relay.url])
+        bob_daemon = DaemonProcess(bob_dir, relays=[relay.url])
         try:
-            bob_daemon = await start(bob_dir)
+            await bob_daemon.start()
             await bob_daemon.expect("doc_synced", doc_id=room_id)
             printed, committed = await kill_alice_while_posting(
                 relay, alice_dir, bob_daemon, room_id
             )
-            await start(alice_dir)  # restarted on the same profile
-            await poll(
+            await alice_daemon.start()  # her profile, restarted as a daemon
+            await within(
+                20,
                 lambda: sorted(posts_of(bob_dir, room_id)) == sorted(committed),
                 f"Bob to have Alice's {len(committed)} committed posts",
+                interval=0.1,
             )
-            bob_at_kill = await kill_bob_while_catching_up(
-                start, bob_daemon, alice_dir, bob_dir, room_id
-            )
-            await start(bob_dir)
+            bob_at_kill = await kill_bob_while_catching_up(bob_daemon, alice_dir, room_id)
+            await bob_daemon.start()
             everything = posts_of(alice_dir, room_id)
             assert len(everything) == len(committed) + OFFLINE_POSTS + LIVE_POSTS
-            await poll(
+            await within(
+                20,
                 lambda: sorted(posts_of(bob_dir, room_id)) == sorted(everything),
                 "Bob to catch up after his restart",
+                interval=0.1,
             )
         finally:
-            for daemon in started:
-                await stop(daemon)
+            for daemon in (alice_daemon, bob_daemon):
+                await daemon.close()
 
     for profile in (alice_dir, bob_dir):
         bodies = posts_of(profile, room_id)
