@@ -73,7 +73,7 @@ class Admission:
             refused = (HTTPStatus.TOO_MANY_REQUESTS, "too many connections", "connections_per_ip")
         elif not self._connects.get(ip, now=now).try_take(1, now=now):
             refused = (HTTPStatus.TOO_MANY_REQUESTS, "connecting too fast", "connect_rate")
-        elif self._auth_failures.get(_auth_key(ip, path), now=now).available(now=now) < 1:
+        elif self._auth_failures.peek(_auth_key(ip, path), now=now) < 1:
             refused = (HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins", "auth_failures")
         if refused is None:
             return None
@@ -90,6 +90,23 @@ class Admission:
         self._per_ip[ip] -= 1
         if self._per_ip[ip] <= 0:
             del self._per_ip[ip]
+
+    def prune(self) -> int:
+        """Forget the per-address buckets that have refilled (an address that comes back gets
+        an identical full one), but not the message budget of an address with connections
+        open (they share that bucket). Returns how many went."""
+        now = self.monotonic()
+        return (
+            self._messages.prune(now=now, keep=self._per_ip)
+            + self._connects.prune(now=now)
+            + self._auth_failures.prune(now=now)
+        )
+
+    def tracked(self) -> int:
+        """Per-address state held: buckets and connection counts (for tests and metrics)."""
+        return (
+            len(self._messages) + len(self._connects) + len(self._auth_failures) + len(self._per_ip)
+        )
 
     def message_bucket(self, ip: str) -> TokenBucket:
         """The budget every connection from ``ip`` shares."""

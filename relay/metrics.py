@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_STALL_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 class FastCounter:
@@ -74,6 +75,12 @@ class RelayMetrics:
             ["endpoint"],
             registry=r,
         )
+        self.address_entries = Gauge(
+            "focusmate_relay_address_entries",
+            "Per-address limiter state held (buckets and connection counts); back to about the "
+            "number of addresses active in the last minute after each housekeeping pass.",
+            registry=r,
+        )
         self.documents = Gauge(
             "focusmate_relay_documents_in_memory", "Documents loaded in memory.", registry=r
         )
@@ -94,10 +101,21 @@ class RelayMetrics:
             "From receiving an update to queueing it for every subscriber (commit included).",
             _LATENCY_BUCKETS,
         )
+        self.loop_lag = FastHistogram(
+            "focusmate_relay_event_loop_lag_seconds",
+            "How late the event loop ran a timer (due every 0.1 s): a stall delays every "
+            "connection by as much.",
+            _STALL_BUCKETS,
+        )
+        self.gc_pauses = FastHistogram(
+            "focusmate_relay_gc_full_collection_seconds",
+            "Full (oldest-generation) garbage collections and how long each paused the relay.",
+            _STALL_BUCKETS,
+        )
         r.register(
             _FastCollector(
                 [self.updates_in, self.updates_out, self.bytes_in, self.bytes_out],
-                [self.fanout_latency],
+                [self.fanout_latency, self.loop_lag, self.gc_pauses],
             )
         )
         self.commit_batch = Histogram(

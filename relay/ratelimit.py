@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Container
 from dataclasses import dataclass
 
 
@@ -43,7 +44,11 @@ class TokenBucket:
 
 
 class BucketsByKey:
-    """One bucket per key (an IP address), bounded in number: the least recently used go."""
+    """One bucket per key (an IP address), bounded in number: the least recently used go.
+
+    A bucket that has refilled is the same as a new one, so :meth:`prune` forgets those: the
+    table holds only the keys active within the refill time, not every address ever seen.
+    """
 
     def __init__(self, rate: float, burst: float, *, max_keys: int = 65_536) -> None:
         self.rate = rate
@@ -61,3 +66,23 @@ class BucketsByKey:
         else:
             self._buckets.move_to_end(key)
         return bucket
+
+    def peek(self, key: str, *, now: float) -> float:
+        """The tokens ``key`` has, without making it a bucket (a key never seen has a full one)."""
+        bucket = self._buckets.get(key)
+        return self.burst if bucket is None else bucket.available(now=now)
+
+    def prune(self, *, now: float, keep: Container[str] = ()) -> int:
+        """Forget the full buckets, except those of ``keep`` (keys whose bucket is still held,
+        e.g. by open connections sharing it); returns how many went."""
+        full = [
+            key
+            for key, bucket in self._buckets.items()
+            if bucket.available(now=now) >= bucket.burst and key not in keep
+        ]
+        for key in full:
+            del self._buckets[key]
+        return len(full)
+
+    def __len__(self) -> int:
+        return len(self._buckets)

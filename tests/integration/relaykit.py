@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -181,7 +181,8 @@ class DocClient:
             self._received = [merged]
 
     def map(self, name: str = "m") -> Map[Any]:
-        return self.doc.get(name, type=Map)
+        shared: Map[Any] = self.doc.get(name, type=Map)
+        return shared
 
     async def set(self, key: str, value: Any, *, name: str = "m") -> bytes:
         self._updates.clear()
@@ -305,11 +306,27 @@ def relay_env() -> dict[str, str]:
 
 
 class RelayProcess:
-    """``python -m relay --data-dir D serve --port 0``, its stderr read as JSON log lines."""
+    """``python -m relay --data-dir D serve --port 0 [ARGS]``, its stderr read as JSON log lines.
 
-    def __init__(self, data_dir: Path, *, port: int = 0) -> None:
+    ``args`` go after ``serve`` (e.g. ``--limit NAME=VALUE``); ``env`` is added to the clean
+    environment of :func:`relay_env` (e.g. ``FOCUSMATE_RELAY_LIMIT_<NAME>``); ``command``
+    replaces ``python -m relay`` (e.g. a benchmark's wrapper that tunes the interpreter first).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 0,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        command: Sequence[str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.wanted_port = port
+        self.extra_args = list(args)
+        self.extra_env = dict(env or {})
+        self.command = list(command) if command is not None else [sys.executable, "-m", "relay"]
         self.lines: list[str] = []
         self.port = 0
         self.proc: asyncio.subprocess.Process | None = None
@@ -319,16 +336,15 @@ class RelayProcess:
 
     async def __aenter__(self) -> Self:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "relay",
+            *self.command,
             "--data-dir",
             str(self.data_dir),
             "serve",
             "--port",
             str(self.wanted_port),
+            *self.extra_args,
             cwd=REPO,
-            env=relay_env(),
+            env={**relay_env(), **self.extra_env},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -378,6 +394,11 @@ class RelayProcess:
         except TimeoutError:
             raise AssertionError(f"no {name} log line in time:\n{self.stderr}") from None
         return found
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     @property
     def stderr(self) -> str:
