@@ -206,7 +206,8 @@ class Relay:
         memory returns to its baseline after any amount of churn."""
         self.hub.evict_idle()
         self.admission.prune()
-        self.metrics.address_entries.set(self.admission.tracked())
+        self.control.prune()
+        self.metrics.address_entries.set(self.admission.tracked() + self.control.tracked())
         if self.closed_since_collection >= max(self.closed_before_collecting, len(self.peers) // 4):
             gc.collect()  # (resets closed_since_collection, through _on_gc)
         if self.monotonic() - self._last_expiry >= MAIL_EXPIRY_SECONDS:
@@ -301,7 +302,9 @@ class Relay:
             peer.close(CloseCode.BAD_FRAME, f"bad frame: {err}")
         except ConnectionClosed:
             pass
-        except Exception:
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException:  # a bug, or a Rust panic in pycrdt (PanicException): this peer only
             log.exception("relay.connection_failed", extra=fields(ip=ip))
             peer.close(CloseCode.INTERNAL, "internal error")
         finally:

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -114,6 +115,28 @@ async def relay_committed(
 ) -> None:
     """A barrier: the relay has committed ``key = value`` (so it survives and is served)."""
     await poll(lambda: relay_value(relay, doc_id, key, name=name) == value, f"{key}={value!r}")
+
+
+async def healthz(relay: Relay) -> dict[str, Any]:
+    """``GET /healthz`` with a plain HTTP client (in a thread: urllib blocks)."""
+
+    def get() -> dict[str, Any]:
+        url = f"http://127.0.0.1:{relay.port}/healthz"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+
+    return await asyncio.to_thread(get)
+
+
+async def open_room(relay: Relay, secret: bytes, count: int) -> list[DocClient]:
+    """``count`` clients in one room, each synced (so the relay's handler has them)."""
+    clients = [await DocClient.open(doc_url(relay, secret)) for _ in range(count)]
+    async with asyncio.timeout(DEADLINE):
+        for client in clients:
+            await client.synced.wait()
+    return clients
 
 
 class DocClient:

@@ -52,11 +52,13 @@ from sync.ysync import (
 from tests.integration.relaykit import (
     ControlClient,
     DocClient,
+    healthz,
     limits,
+    open_room,
     poll,
     running_relay,
 )
-from tests.integration.test_relay_limits import healthz, open_room
+from tests.pycrdt_panics import EQUIVOCATION, EQUIVOCATION_BASE, panic_type, poison_for
 
 SEED = int(os.environ.get("FOCUSMATE_FUZZ_SEED", "8"))
 MAX_FRAME = 64 * 1024
@@ -72,14 +74,6 @@ HOSTILE_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 34)]
 CLOSE_DEADLINE = 5.0
 
 # -- valid frames, then mutated -----------------------------------------------------------------
-
-
-def poison_for(client_id: int) -> bytes:
-    """An update naming ``client_id`` with no structs: pycrdt panics applying it to a document
-    that holds that client's edits (see tests/unit/test_fuzz_decoders.py)."""
-    out = bytearray(b"\x01\x00")
-    write_var_uint(out, client_id)
-    return bytes(out + b"\x00\x00")
 
 
 def real_updates(rng: random.Random, count: int) -> list[bytes]:
@@ -307,13 +301,11 @@ class Baseline:
     docs: set[str]
 
 
-def forget_idle(relay: Relay, advance: Callable[[float], None]) -> None:
+async def forget_idle(relay: Relay, advance: Callable[[float], None]) -> None:
     """Let an hour pass on the relay's clock and run its housekeeping: buckets refill and are
     pruned, idle documents leave memory."""
     advance(3600.0)
-    relay.admission.prune()
-    relay.control.prune()
-    relay.hub.evict_idle()
+    await relay.housekeep()
 
 
 def assert_forgotten(relay: Relay, baseline: Baseline, tally: Tally, doc_id: str) -> None:
@@ -368,7 +360,7 @@ async def fuzz_relay(
         doc_id = room_id_for(secret)
         a, b = await open_room(relay, secret, 2)
         await legit_round(a, b, "warm-up")
-        forget_idle(relay, advance)
+        await forget_idle(relay, advance)
         baseline = Baseline(
             set(relay.peers), relay.admission.tracked(), peers_in_memory(), set(relay.hub.docs)
         )
@@ -388,7 +380,7 @@ async def fuzz_relay(
                     f"{done} hostile connections, {tally.frames} frames, {dict(tally.close_codes)}"
                 )
         await poll(lambda: relay.peers == baseline.peers, "every hostile peer to be gone")
-        forget_idle(relay, advance)
+        await forget_idle(relay, advance)
         gc.collect()
         rss_after = rss_bytes()
         assert_forgotten(relay, baseline, tally, doc_id)
@@ -438,6 +430,32 @@ async def test_a_control_message_that_once_broke_the_decoder_is_a_clean_refusal(
         assert (await healthz(relay))["status"] == "ok"
 
 
+async def test_a_panic_escaping_while_serving_one_connection_closes_only_that_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a pycrdt panic we have not found yet escape the relay's checks (pyo3's
+    PanicException is a BaseException, which ``except Exception`` misses), it is still one
+    connection's error: closed with 1011, the relay and its other connections go on."""
+    secret = new_room_secret()
+    panic = panic_type()
+    async with running_relay(tmp_path) as relay:
+        victim, bystander = await open_room(relay, secret, 2)
+        receive = relay.hub.receive
+
+        def panicking(state: Any, peer: Peer, message: Any, raw: bytes) -> None:
+            if message == SyncUpdate(b"\x00\x00"):  # the trigger, sent by the victim only
+                raise panic("called `Option::unwrap()` on a `None` value")
+            receive(state, peer, message, raw)
+
+        monkeypatch.setattr(relay.hub, "receive", panicking)
+        await victim.ws.send(encode_message(SyncUpdate(b"\x00\x00")))
+        code, why = await victim.wait_closed()
+        assert (code, why) == (control.CloseCode.INTERNAL, "internal error")
+        (newcomer,) = await open_room(relay, secret, 1)
+        await legit_round(bystander, newcomer, "after the panic")
+        assert (await healthz(relay))["status"] == "ok"
+
+
 async def test_the_update_that_makes_pycrdt_panic_is_refused_not_forwarded(
     tmp_path: Path,
 ) -> None:
@@ -454,14 +472,6 @@ async def test_the_update_that_makes_pycrdt_panic_is_refused_not_forwarded(
         (other,) = await open_room(relay, secret, 1)
         await legit_round(victim, other, "after")
         assert not victim._reader.done()  # its reader did not die of a panic
-
-
-# Found by tests/soak/pycrdt_hunt.py: two updates for client 2^31 that each decode alone (so the
-# relay validates and commits both), but the second reuses the first's ids with other content.
-EQUIVOCATION_BASE = bytes.fromhex("010280808080081e2701016d017a02040080808080081e027a7a00")
-EQUIVOCATION = bytes.fromhex(
-    "01028080808008808080801e2701016d017a0204808080808080801080c08080081e027a7a00"
-)
 
 
 @pytest.mark.parametrize("equivocation_first", [False, True], ids=["base-first", "equiv-first"])
@@ -541,8 +551,7 @@ async def test_subscribes_to_made_up_documents_are_forgotten(tmp_path: Path) -> 
         await ctl.close()
         await poll(lambda: not relay.peers, "the connection to go")
         offset[0] += 3600.0
-        relay.admission.prune()
-        relay.control.prune()  # (Relay.housekeep calls both)
+        await relay.housekeep()
         assert relay.control.tracked() == 0
 
 

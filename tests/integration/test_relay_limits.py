@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,7 +45,9 @@ from tests.integration.relaykit import (
     DocClient,
     base_url,
     doc_url,
+    healthz,
     limits,
+    open_room,
     running_relay,
     wait_until,
 )
@@ -86,28 +86,6 @@ def connections(relay: Relay, endpoint: str = "doc") -> float:
 def slow_consumers_dropped(relay: Relay) -> float:
     value = relay.metrics.registry.get_sample_value("focusmate_relay_slow_consumers_dropped_total")
     return value or 0.0
-
-
-async def healthz(relay: Relay) -> dict[str, Any]:
-    """``GET /healthz`` with a plain HTTP client (in a thread: urllib blocks)."""
-
-    def get() -> dict[str, Any]:
-        url = f"http://127.0.0.1:{relay.port}/healthz"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            assert response.status == 200
-            body: dict[str, Any] = json.loads(response.read())
-            return body
-
-    return await asyncio.to_thread(get)
-
-
-async def open_room(relay: Relay, secret: bytes, count: int) -> list[DocClient]:
-    """``count`` clients in one room, each synced (so the relay's handler has them)."""
-    clients = [await DocClient.open(doc_url(relay, secret)) for _ in range(count)]
-    async with asyncio.timeout(DEADLINE):
-        for client in clients:
-            await client.synced.wait()
-    return clients
 
 
 async def assert_still_syncs(a: DocClient, b: DocClient, key: str) -> None:

@@ -24,7 +24,7 @@ from relay.storage import RelayStorage
 from sync import control
 from sync.ysync import SyncStep1, SyncUpdate, decode_message, encode_message
 from tests.integration.relaykit import ControlClient, doc_url, poll, running_relay
-from tests.integration.test_relay_fuzz import EQUIVOCATION, EQUIVOCATION_BASE
+from tests.pycrdt_panics import EQUIVOCATION, EQUIVOCATION_BASE
 
 
 def edit(key: str) -> bytes:

@@ -21,10 +21,6 @@ SEEDS = [int(s) for s in os.environ.get("FOCUSMATE_SOAK_SEEDS", "1,2,3").split("
 STEPS = int(os.environ.get("FOCUSMATE_SOAK_STEPS", "1000"))
 
 
-@pytest.mark.skipif(
-    os.environ.get("FOCUSMATE_SOAK") != "1",
-    reason="soak run (minutes): set FOCUSMATE_SOAK=1 to run the long convergence chaos",
-)
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.timeout(3600)
 async def test_five_engines_converge_after_a_long_chaos(tmp_path: Path, seed: int) -> None:

@@ -19,8 +19,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from focusmate.invite import new_room_secret
 from tests.integration.relaykit import DocClient, RelayProcess
 from tests.integration.test_relay_fuzz import (
@@ -32,11 +30,6 @@ from tests.integration.test_relay_fuzz import (
     plan,
     real_updates,
     run_hostile,
-)
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("FOCUSMATE_SOAK") != "1",
-    reason="SOAK TEST SKIPPED: set FOCUSMATE_SOAK=1 to run it (minutes of CPU, not for CI)",
 )
 
 CONNECTIONS = int(os.environ.get("FOCUSMATE_SOAK_CONNECTIONS", "20000"))

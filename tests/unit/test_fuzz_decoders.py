@@ -47,6 +47,7 @@ from sync.ysync import (
     decode_message,
     encode_message,
 )
+from tests.pycrdt_panics import EQUIVOCATION, EQUIVOCATION_BASE, panic_type, poison_for
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -555,29 +556,9 @@ def test_a_mutated_advert_is_an_advert_or_a_validation_error(
 # -- Yjs updates that make pycrdt panic -------------------------------------------------------
 
 
-def poison_for(client_id: int) -> bytes:
-    """A 5-byte update naming ``client_id`` with no structs: it decodes on its own, but Yrs
-    (pycrdt 0.14) panics ``Option::unwrap() on None`` in ``BlockSet::exclude`` applying it to a
-    document that holds that client's edits. Found by mutating real updates (see
-    ``docs/reliability.md``)."""
-    out = bytearray(b"\x01\x00")
-    write_var_uint(out, client_id)
-    return bytes(out + b"\x00\x00")
-
-
-def _panic_type() -> type[BaseException]:
-    doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=5)
-    doc.get("m", type=pycrdt.Map)["k"] = 1
-    try:
-        doc.apply_update(poison_for(5))
-    except BaseException as err:  # the point: pyo3's PanicException
-        return type(err)
-    raise AssertionError("pycrdt no longer panics on the poison update")
-
-
 def test_the_poison_update_really_makes_pycrdt_panic() -> None:
     """The input used below is a genuine Rust panic, which ``except Exception`` misses."""
-    panic = _panic_type()
+    panic = panic_type()
     assert panic.__name__ == "PanicException"
     assert not issubclass(panic, Exception)
 
@@ -612,15 +593,6 @@ def test_a_panicking_update_from_a_peer_is_refused_and_loses_nothing(tmp_path: P
     other.get("m", type=pycrdt.Map)["after"] = "yes"
     session.receive(SyncUpdate(other.get_update(document.state_vector())), now=3.0)
     assert document.map("m").to_py() == {"synced": "before", "after": "yes"}
-
-
-# Two updates for client 2^31, found by mutating real ones (tests/soak/pycrdt_hunt.py): each
-# decodes alone, so both pass validation, but the second reuses the first's ids with other
-# content, and Yrs panics applying it on top of the first (or applying their merge at all).
-EQUIVOCATION_BASE = bytes.fromhex("010280808080081e2701016d017a02040080808080081e027a7a00")
-EQUIVOCATION = bytes.fromhex(
-    "01028080808008808080801e2701016d017a0204808080808080801080c08080081e027a7a00"
-)
 
 
 def test_a_panic_past_validation_is_contained_and_nothing_is_persisted(tmp_path: Path) -> None:
@@ -670,7 +642,7 @@ def test_a_state_vector_that_panics_is_a_protocol_error(
     """No natural panicking state vector was found (mutated ones raise ValueError), so the
     real PanicException type is raised from ``encode_update``."""
     document, _ = _document(tmp_path)
-    panic = _panic_type()
+    panic = panic_type()
 
     def panics(since_state: bytes | None = None) -> bytes:
         raise panic("called `Option::unwrap()` on a `None` value")
@@ -688,7 +660,7 @@ def test_a_panic_escaping_another_document_type_becomes_a_protocol_error(
     """DocSync takes any SyncableDocument: a panic one lets through closes the link cleanly
     (ProtocolError), never kills the link's task."""
     document, _ = _document(tmp_path)
-    panic = _panic_type()
+    panic = panic_type()
 
     def panics(update: bytes, *, origin: str, now: float) -> bool:
         raise panic("index out of bounds")
