@@ -26,7 +26,8 @@ class Peer:
 
     @property
     def board(self) -> Map[Any]:
-        return self.doc.get("board", type=Map)
+        board: Map[Any] = self.doc.get("board", type=Map)
+        return board
 
     def set(self, key: str, value: str) -> bytes:
         with self.doc.transaction():
@@ -320,3 +321,142 @@ def test_refresh_does_not_report_own_edits_back(store: Store, document: CrdtDocu
         del document.map("board")["a"]
 
     assert document.refresh() is False
+
+
+# -- a gap held open ------------------------------------------------------------------------------
+
+
+def count_full_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record each read of a document's whole log (a rebuild); returns the growing record."""
+    reads: list[int] = []
+    read_log = store.read_log
+
+    def counting(doc_id: str, *, after_seq: int = 0) -> store_module.DocLog:
+        if after_seq == 0:
+            reads.append(after_seq)
+        return read_log(doc_id, after_seq=after_seq)
+
+    monkeypatch.setattr(store, "read_log", counting)
+    return reads
+
+
+def forwarded_like_the_engine(document: CrdtDocument) -> list[bytes]:
+    """What sync.engine passes on: a 'store' change as the diff from the last state passed on."""
+    forwarded: list[bytes] = []
+    passed_on = document.state_vector()
+
+    def forward(update: bytes, origin: str) -> None:
+        nonlocal passed_on
+        forwarded.append(document.encode_update(passed_on) if origin == "store" else update)
+        passed_on = document.state_vector()
+
+    document.on_change(forward)
+    return forwarded
+
+
+def test_a_gap_held_open_does_not_rebuild_the_document_for_every_update(
+    store: Store, document: CrdtDocument, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catching up out of order (the first update of a peer comes last) used to rebuild the
+    document from its whole log for every update, O(room) each. Updates that only add to what
+    waits are persisted and left for the rebuild that follows the gap closing: a constant
+    number of rebuilds, and the change they make is heard once, forwarded whole."""
+    author, other = Peer(), Peer()
+    first = author.set("p0", "first post")
+    later = [author.set(f"p{i}", f"post {i}") for i in range(1, 31)]
+    heard: list[str] = []
+    document.on_change(lambda _update, origin: heard.append(origin))
+    forwarded = forwarded_like_the_engine(document)
+    reads = count_full_reads(store, monkeypatch)
+
+    for i, update in enumerate(later):
+        document.apply_remote(update, origin="peer:bob", now=2.0 + i)
+    # An update that can integrate while the gap stays open still shows at once.
+    assert document.apply_remote(other.set("other", "shown"), origin="peer:carol", now=40.0)
+    assert board(document)["other"] == "shown"
+    assert len(reads) <= 3, f"{len(reads)} rebuilds for {len(later) + 1} updates"
+    assert store.pending_update_count("room-1") == len(later) + 1  # all of it on disk
+
+    heard.clear()
+    assert document.apply_remote(first, origin="peer:bob", now=50.0) is True
+
+    expected = {f"p{i}": "first post" if i == 0 else f"post {i}" for i in range(31)}
+    expected["other"] = "shown"
+    assert board(document) == expected
+    assert heard == ["store"]  # the gap closing, once
+    assert len(reads) <= 4
+    replica: Doc[Any] = Doc()  # a peer that got only what was forwarded has it all
+    for update in forwarded:
+        replica.apply_update(update)
+    assert replica.get("board", type=Map).to_py() == expected
+    assert reopened(store) == expected
+
+
+def test_a_deletion_while_a_gap_is_open_shows_at_once(document: CrdtDocument) -> None:
+    """A deletion is never left waiting: what it deletes may be on screen."""
+    author, other = Peer(), Peer()
+    document.apply_remote(other.set("stale", "x"), origin="peer:carol", now=1.5)
+    author.set("p0", "first")
+    for i, update in enumerate([author.set(f"p{i}", "later") for i in range(1, 4)]):
+        document.apply_remote(update, origin="peer:bob", now=2.0 + i)
+
+    assert document.apply_remote(other.delete("stale"), origin="peer:carol", now=9.0) is True
+    assert "stale" not in board(document)
+
+
+def test_another_process_commit_is_picked_up_while_a_gap_is_open(profile_dir: Path) -> None:
+    with Store(profile_dir / "focusmate.db") as ours, Store(profile_dir / "focusmate.db") as theirs:
+        document = CrdtDocument(ours, "room-1", kind="room", now=1.0)
+        author = Peer()
+        first = author.set("p0", "first")
+        for i, update in enumerate([author.set(f"p{i}", "later") for i in range(1, 4)]):
+            document.apply_remote(update, origin="peer:bob", now=2.0 + i)
+        other = CrdtDocument(theirs, "room-1", kind="room", now=6.0)
+        with other.edit(now=7.0):
+            other.map("board")["cli"] = "edit"
+
+        assert document.refresh() is True
+        assert board(document)["cli"] == "edit"
+        document.apply_remote(first, origin="peer:bob", now=8.0)
+        assert board(document) == {"p0": "first", "p1": "later", "p2": "later", "p3": "later"} | {
+            "cli": "edit"
+        }
+
+
+# Two updates for client 2^31 (tests/unit/test_fuzz_decoders.py): both decode alone and start
+# past any state vector (they only wait), but Yrs panics merging the second with the first.
+EQUIVOCATION_BASE = bytes.fromhex("010280808080081e2701016d017a02040080808080081e027a7a00")
+EQUIVOCATION = bytes.fromhex(
+    "01028080808008808080801e2701016d017a0204808080808080801080c08080081e027a7a00"
+)
+
+
+def test_an_update_left_waiting_is_still_tried_before_it_is_persisted(
+    store: Store, document: CrdtDocument
+) -> None:
+    """Leaving an update for a later rebuild must not let a poisonous one onto the disk: it
+    would make every rebuild after it panic, and the document could never close its gap."""
+    author = Peer()
+    author.set("p0", "first")
+    document.apply_remote(EQUIVOCATION_BASE, origin="peer:mallory", now=2.0)  # opens a gap
+    document.apply_remote(author.set("p1", "later"), origin="peer:bob", now=3.0)  # rebuilds
+    log_before = store.read_log("room-1").updates
+
+    with pytest.raises(ValidationError, match="could not be applied"):
+        document.apply_remote(EQUIVOCATION, origin="peer:mallory", now=4.0)
+
+    assert store.read_log("room-1").updates == log_before
+    document.apply_remote(author.set("p2", "still syncing"), origin="peer:bob", now=5.0)
+    assert store.pending_update_count("room-1") == len(log_before) + 1
+
+
+def test_pycrdt_still_loses_entries_applied_into_a_gapped_document() -> None:
+    """Why a gapped document is rebuilt from its merged log instead of applying updates into
+    it: Yrs drops entries integrating updates into a document that holds pending ones. Should
+    this start failing, pycrdt fixed it and the rebuilds may go."""
+    author = Peer()
+    updates = [author.set(f"k{i % 2}", str(i)) for i in range(5)]
+    one_by_one: Doc[Any] = Doc()
+    for update in reversed(updates):
+        one_by_one.apply_update(update)
+    assert one_by_one.get("board", type=Map).to_py() != author.board.to_py()
