@@ -1,11 +1,18 @@
 """Group commit: many writes, one commit, and nothing is forwarded before it is durable.
 
 Writers call :meth:`Committer.submit` with a function of the storage (or :meth:`append` for a
-document update); it joins the queue. One task takes everything queued, runs it in a single
+document update); it joins the queue. One task takes a batch of what is queued, runs it in a single
 transaction (on the loop, or on the storage thread when commits fsync), commits, and
 only then calls each write's ``on_commit`` in submission order (where the relay fans an update
 out) and resolves its future. While a batch commits the next one accumulates, so throughput grows
 with load while latency stays one commit.
+
+Fair to every document: writes queue per document (one lane for the other writes), and a batch
+takes one write from each lane in turn, up to MAX_BATCH, yielding to the event loop between
+batches. A flood into some rooms (one address over many connections, each within its own
+budget) therefore cannot put a calm room's update behind thousands of its own: that update goes
+into the next batch, and a batch (its commit plus its fan-out, which runs on the loop) stays
+small. Each lane stays in submission order, so a document's callbacks come in order.
 
 Each write runs in a savepoint: one failing write (say, a mailbox over its quota) fails alone.
 If the commit itself fails (disk full, I/O error) every write of the batch fails and nothing of it
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +34,11 @@ from relay.logs import fields
 from relay.storage import Checkpointer, RelayStorage
 
 T = TypeVar("T")
-MAX_BATCH = 2_000
+# Writes per batch (and so per commit, and per uninterrupted run of fan-out on the loop): large
+# enough that a commit's fixed cost is shared, small enough that an update behind a full batch
+# waits milliseconds, not the seconds a flood's backlog would take.
+MAX_BATCH = 64
+OTHER = ""  # the lane of writes that are not document updates (no document id is empty)
 CHECKPOINT_SECONDS = 1.0
 log = logging.getLogger("focusmate.relay")
 
@@ -64,7 +76,8 @@ class Committer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
         self._reader = storage.reader()
         self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-read")
-        self._queue: list[_Write] = []
+        self._lanes: dict[str, deque[_Write]] = {}  # by document id, in round-robin order
+        self._queued = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -111,9 +124,7 @@ class Committer:
         if self._closed:
             raise RuntimeError("the relay is shutting down")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(fn, future, on_commit))
-        self._idle.clear()
-        self._wake.set()
+        self._enqueue(OTHER, _Write(fn, future, on_commit))
         return future
 
     def append(
@@ -129,9 +140,32 @@ class Committer:
         no future is made per update (this is the relay's hottest path)."""
         if self._closed:
             raise RuntimeError("the relay is shutting down")
-        self._queue.append(_Write(None, None, on_commit, (doc_id, update), on_fail))
+        self._enqueue(doc_id, _Write(None, None, on_commit, (doc_id, update), on_fail))
+
+    def _enqueue(self, lane: str, write: _Write) -> None:
+        queue = self._lanes.get(lane)
+        if queue is None:
+            queue = self._lanes[lane] = deque()
+        queue.append(write)
+        self._queued += 1
         self._idle.clear()
         self._wake.set()
+
+    def _next_batch(self) -> list[_Write]:
+        """Up to MAX_BATCH writes, one from each lane in turn; a lane left with writes goes to
+        the back of the order, so the lanes after it come first next time."""
+        batch: list[_Write] = []
+        lanes = self._lanes
+        while lanes and len(batch) < MAX_BATCH:
+            for lane in list(lanes):
+                queue = lanes.pop(lane)
+                batch.append(queue.popleft())
+                if queue:
+                    lanes[lane] = queue  # (re-inserted: now last in the order)
+                if len(batch) >= MAX_BATCH:
+                    break
+        self._queued -= len(batch)
+        return batch
 
     async def read(self, fn: Callable[[RelayStorage], T]) -> T:
         """Run a read on the reader connection's thread: it sees what is committed."""
@@ -140,7 +174,7 @@ class Committer:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return self._queued
 
     async def flush(self) -> None:
         """Return once everything submitted so far is committed (or failed)."""
@@ -179,8 +213,8 @@ class Committer:
             await self._wake.wait()
             await asyncio.sleep(0)  # let this loop iteration's other frames join the batch
             self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            while self._queued:
+                batch = self._next_batch()
                 started = loop.time()
                 try:
                     if self._inline:
@@ -190,6 +224,7 @@ class Committer:
                 except Exception as err:  # the commit failed: nothing of the batch happened
                     for write in batch:
                         write.failed(err)
+                    await asyncio.sleep(0)
                     continue
                 self._on_batch(len(batch), loop.time() - started)
                 for write, (ok, value) in zip(batch, results, strict=True):
@@ -200,6 +235,8 @@ class Committer:
                         write.on_commit(value)
                     if write.future is not None and not write.future.done():
                         write.future.set_result(value)
+                # Let the loop read and send between batches (an inline commit never awaits).
+                await asyncio.sleep(0)
             self._idle.set()
 
     def _commit(self, batch: list[_Write]) -> list[tuple[bool, Any]]:

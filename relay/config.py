@@ -28,8 +28,12 @@ class Limits:
     message_burst: float = 400.0
     bytes_per_second: float = 1 * MIB
     byte_burst: float = 4 * MIB
-    ip_messages_per_second: float = 2_000.0
-    ip_message_burst: float = 4_000.0
+    # All of an address's connections together: 2x one connection (a NAT'd office of ~100
+    # people writing a few updates a second each still fits). At 10x, one address flooding over
+    # many connections kept a relay's event loop ~80 % busy and every other room waited (bench/
+    # flood_fairness.py, the ``conns`` flood).
+    ip_messages_per_second: float = 400.0
+    ip_message_burst: float = 800.0
     connects_per_ip_per_second: float = 50.0
     connect_burst_per_ip: float = 200.0
     auth_failures_per_ip_per_minute: float = 20.0
