@@ -122,12 +122,21 @@ class SyncEngine:
         then bring every link up."""
         self._lock.acquire()
         self._started = True
+        # The poll notices commits after this look at the store; documents loaded before it
+        # (the daemon's and the app's first read) may lack commits made since, so read those
+        # now, before the links' first sync sends what the documents hold.
+        version: int | None = self.workspace.store.data_version()
+        try:
+            self.workspace.refresh()
+        except Exception:
+            log.exception("sync.store_watch_failed")
+            version = None  # the watcher tries again at its first poll
         self._track_rooms()
         for link in self.links:
             link.start()
         if self.lan is not None:
             await self._start_lan(self.lan)
-        self._watcher = asyncio.get_running_loop().create_task(self._watch_store())
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_store(version))
         self._mailer = asyncio.get_running_loop().create_task(self._send_dms())
         self._housekeeper = asyncio.get_running_loop().create_task(self._housekeep())
 
@@ -328,10 +337,13 @@ class SyncEngine:
 
         return forward
 
-    async def _watch_store(self) -> None:
-        """Notice other processes' commits (CLI edits, rooms joined) within a poll interval."""
+    async def _watch_store(self, version: int | None) -> None:
+        """Notice other processes' commits (CLI edits, rooms joined) within a poll interval:
+        those after ``version`` (the store's data version when the documents were last read).
+        A failed re-read is tried again at the next poll (logged once), not forgotten: nothing
+        else would read that commit until another process commits again."""
         store = self.workspace.store
-        version = store.data_version()
+        failing = False
         while True:
             await asyncio.sleep(self.poll_seconds)
             try:
@@ -340,10 +352,12 @@ class SyncEngine:
                 current = store.data_version()
                 if current == version:
                     continue
-                version = current
                 self.workspace.refresh()  # re-read documents; listeners forward the changes
+                version, failing = current, False
             except Exception:
-                log.exception("sync.store_watch_failed")
+                if not failing:
+                    log.exception("sync.store_watch_failed")
+                failing = True
 
     # -- direct messages --------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import pytest
 from pycrdt import Doc, Map, TransactionEvent
 
 from focusmate.clock import SystemClock
-from focusmate.errors import FocusMateError
+from focusmate.errors import FocusMateError, StoreError
 from focusmate.workspace import Workspace
 from relay.config import Limits, RelayConfig
 from relay.server import Relay
@@ -333,7 +333,11 @@ class Cluster:
         """Faults off, every engine up again."""
         for p in self.proxies:
             p.faults = False
-        await within(30, lambda: not self.down, "every engine back up")
+        try:
+            await within(30, lambda: not self.down, "every engine back up")
+        except AssertionError as err:
+            stuck = [_where(task) for task in self._tasks if not task.done()]
+            raise AssertionError(f"{err}: {sorted(self.down)} still down; {stuck}") from None
         assert self.daemon is not None
         assert self.daemon.running, str(self.daemon)
 
@@ -405,7 +409,7 @@ async def run_chaos(
         try:
             await within(converge_within, converged, "every profile to hold the same room")
         except AssertionError:
-            raise AssertionError(_divergence(states(), expected)) from None
+            raise AssertionError(_divergence(states(), expected) + _daemon_story(cluster)) from None
         converge_seconds = time.monotonic() - settled
         missing = _missing(states(), expected)
         relinked = {n: _link_ups(cluster, n)[ups[n] :] for n in cluster.names()}
@@ -456,6 +460,17 @@ async def _chaos(
         await asyncio.sleep(rng.uniform(0, 2 * pace))  # the pace of the workload
 
 
+def _where(task: asyncio.Task[None]) -> str:
+    """Where a task is waiting, outermost call first (for the message when a restart never
+    finishes)."""
+    where = []
+    coro: Any = task.get_coro()
+    while coro is not None and getattr(coro, "cr_frame", None) is not None:
+        where.append(f"{coro.cr_code.co_name}:{coro.cr_frame.f_lineno}")
+        coro = coro.cr_await
+    return " -> ".join(where) + (f" -> {coro!r}" if coro is not None else "")
+
+
 def _missing(states: dict[str, dict[str, Any]], expected: dict[str, Any]) -> int:
     """Committed edits (records and likes) that some profile lacks or holds otherwise."""
     wrong = 0
@@ -474,6 +489,16 @@ def _link_ups(cluster: Cluster, name: str) -> list[str]:
     else:
         lines = cluster.engines[name].events
     return [e["link"] for e in lines if e.get("event") == "link_up"]
+
+
+def _daemon_story(cluster: Cluster) -> str:
+    """What bob's daemon logged (its errors) and reported about its links (for the message)."""
+    assert cluster.daemon is not None
+    quiet = {"doc_synced", "presence", "post_received", "comment_received", "timer_phase"}
+    events = [e for e in cluster.daemon.events(all_runs=True) if e.get("event") not in quiet]
+    stderr = cluster.daemon.stderr_log.read_text(errors="replace")[-4000:]
+    lines = [json.dumps(e) for e in events[-30:]]
+    return "\nbob's daemon events:\n" + "\n".join(lines) + "\nbob's daemon stderr:\n" + stderr
 
 
 def _divergence(states: dict[str, dict[str, Any]], expected: dict[str, Any]) -> str:
@@ -532,9 +557,19 @@ async def test_a_gap_closing_passes_on_what_is_new_not_the_whole_room(tmp_path: 
         running_relay(tmp_path / "relay-2", public_urls=(proxy.url,)) as relay_2,
     ):
         proxy.target = f"ws://127.0.0.1:{relay_2.port}"
-        bob = EnginePeer(tmp_path / "bob", relays=[f"ws://127.0.0.1:{relay_1.port}", proxy.url])
+        links = [f"ws://127.0.0.1:{relay_1.port}", proxy.url]
+        bob = EnginePeer(tmp_path / "bob", relays=links)
         bob.workspace.join_room(invite.code)
         async with running(bob):
+
+            def synced() -> bool:
+                events = [e for e in bob.events if e.get("doc_id") == room.room_id]
+                done = {e["link"] for e in events if e["event"] == "doc_synced"}
+                return done >= set(links)
+
+            # Both handshakes over first: relay 2's sync step 1 answered later would carry the
+            # whole room a second time, still in flight when ``sent`` is read below.
+            await within(10, synced, "bob synced with both relays")
             writer = await DocClient.open(doc_url(relay_1, invite.secret))
             await writer.push(room.document.doc.get_update())  # the room reaches relay 1
             await within(10, lambda: bob.posts(room.room_id) != [], "the room at bob")
@@ -588,3 +623,61 @@ def _two_updates(state: bytes) -> tuple[bytes, bytes]:
         doc.get("x", type=Map)[key] = key
     first, second = updates
     return first, second
+
+
+async def test_a_commit_from_another_process_while_the_engine_starts_goes_out(
+    tmp_path: Path,
+) -> None:
+    """The daemon loads its rooms (to know what is already there) before its engine starts. A
+    CLI command that commits in between must still reach the relay: neither the link's first
+    sync (the document in memory lacks it) nor the store poll (if its first look at the store
+    came after that commit) would carry it, until some later commit by another process."""
+    with Workspace(tmp_path / "alice", clock=SystemClock()) as setup:
+        room, _ = setup.create_room("Start-up")
+    async with running_relay(tmp_path / "relay") as relay:
+        alice = EnginePeer(tmp_path / "alice", relays=[f"ws://127.0.0.1:{relay.port}"])
+        assert alice.workspace.find_room(room.room_id).exists  # loaded, as the daemon does
+        with Workspace(tmp_path / "alice", clock=SystemClock()) as cli:  # another process
+            post_id = cli.board(cli.find_room(room.room_id)).post("from the CLI", now=cli.now())
+        async with running(alice):
+            await within(
+                10,
+                lambda: relay_value(relay, room.room_id, post_id, name="posts") is not None,
+                "the CLI's post on the relay",
+            )
+
+
+async def test_a_commit_the_engine_failed_to_read_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading another process's commit can fail for a moment (the first re-read after a CLI
+    command raises here). The engine must try again at its next poll: nothing else would make
+    it look, until some other process commits again."""
+    with Workspace(tmp_path / "alice", clock=SystemClock()) as setup:
+        room, _ = setup.create_room("Retry")
+    async with running_relay(tmp_path / "relay") as relay:
+        alice = EnginePeer(tmp_path / "alice", relays=[f"ws://127.0.0.1:{relay.port}"])
+        async with running(alice):
+            await within(
+                10,
+                lambda: relay_value(relay, room.room_id, "owner", name="meta") is not None,
+                "the room on the relay",
+            )
+            refresh = alice.workspace.refresh
+            failures: list[str] = []
+
+            def flaky_refresh() -> list[str]:
+                if not failures:
+                    failures.append("refresh")
+                    raise StoreError("the profile could not be read for a moment")
+                return refresh()
+
+            monkeypatch.setattr(alice.workspace, "refresh", flaky_refresh)
+            with Workspace(tmp_path / "alice", clock=SystemClock()) as cli:  # another process
+                post_id = cli.board(cli.find_room(room.room_id)).post("from the CLI", now=cli.now())
+            await within(
+                10,
+                lambda: relay_value(relay, room.room_id, post_id, name="posts") is not None,
+                "the CLI's post on the relay",
+            )
+            assert failures == ["refresh"]
