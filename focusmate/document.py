@@ -27,7 +27,7 @@ from pycrdt import (
 )
 
 from focusmate.errors import StoreError, ValidationError
-from focusmate.store import COMPACT_AFTER_UPDATES, Store
+from focusmate.store import COMPACT_AFTER_UPDATES, DocLog, Store
 
 # Yjs' encoding of an update with no structs and an empty delete set.
 EMPTY_UPDATE = b"\x00\x00"
@@ -72,6 +72,13 @@ class CrdtDocument:
         rebuild = self._rebuild or self._gapped
         log = self.store.read_log(self.doc_id, after_seq=0 if rebuild else self._seen_seq)
         self._seen_seq = log.last_seq
+        try:
+            return self._take_in(log, rebuild=rebuild)
+        except BaseException:  # what was read is not (all) in the document: read it all again
+            self._rebuild = True
+            raise
+
+    def _take_in(self, log: DocLog, *, rebuild: bool) -> bool:
         if rebuild:
             if self._subscription is not None:  # else the old document is never freed
                 self.doc.unobserve(self._subscription)

@@ -323,6 +323,29 @@ def test_refresh_does_not_report_own_edits_back(store: Store, document: CrdtDocu
     assert document.refresh() is False
 
 
+def test_another_process_commit_is_read_again_when_taking_it_in_failed(
+    profile_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should applying what another process committed fail once, the next refresh reads it
+    again, instead of counting it as seen and never showing it."""
+    with Store(profile_dir / "focusmate.db") as ours, Store(profile_dir / "focusmate.db") as theirs:
+        document = CrdtDocument(ours, "room-1", kind="room", now=1.0)
+        other = CrdtDocument(theirs, "room-1", kind="room", now=1.0)
+        with other.edit(now=2.0):
+            other.map("board")["theirs"] = "shown"
+        take_in = document._take_in
+
+        def failing(*args: Any, **kwargs: Any) -> bool:
+            monkeypatch.setattr(document, "_take_in", take_in)  # fails once
+            raise MemoryError("out of memory while applying")
+
+        monkeypatch.setattr(document, "_take_in", failing)
+        with pytest.raises(MemoryError):
+            document.refresh()
+        assert document.refresh() is True
+        assert board(document) == {"theirs": "shown"}
+
+
 # -- a gap held open ------------------------------------------------------------------------------
 
 
