@@ -323,6 +323,8 @@ class Relay:
         """The connection's frames, each charged to the rate limits and counted."""
         ip_bucket = self.admission.message_bucket(peer.ip)
         async for frame in peer.ws:
+            if peer.closed:  # closed by the relay (a failed commit, a bad frame): read no more,
+                return  # or its buffered frames would still be stored after the client resent
             size = len(frame)
             self.metrics.bytes_in.inc(size)
             wait = peer.throttle(size, now=self.monotonic(), ip_bucket=ip_bucket)
@@ -332,11 +334,6 @@ class Relay:
             yield frame
             if peer.inflight >= self.limits.max_inflight_updates:
                 await peer.wait_for_inflight_room()
-            else:
-                # One frame per connection per turn of the loop: a connection with thousands
-                # buffered (a flood over many connections) must not hold the loop while it reads
-                # them back to back (bench/flood_fairness.py: calm p99 110 -> 60 ms).
-                await asyncio.sleep(0)
 
     # -- /doc/<id>: plain y-websocket -----------------------------------------------------------
 
