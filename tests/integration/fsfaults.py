@@ -9,7 +9,6 @@ fills the filesystem, frees it, or remounts it read-only at the moment it choose
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import shutil
@@ -21,7 +20,7 @@ from typing import Any, Self
 
 import pytest
 
-from tests.integration.relaykit import REPO, RelayProcess, relay_env
+from tests.integration.relaykit import REPO, RelayProcess
 
 FILLER = ".filler"
 
@@ -156,25 +155,8 @@ class RelayInFs(RelayProcess):
     """:class:`RelayProcess` with its data directory on a :class:`TinyFs`."""
 
     def __init__(self, fs: TinyFs, data_dir: Path) -> None:
-        super().__init__(data_dir)
+        super().__init__(data_dir, command=fs.argv([sys.executable, "-m", "relay"]))
         self.fs = fs
-
-    async def __aenter__(self) -> Self:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.fs.argv(relay_argv(self.data_dir)),
-            env=relay_env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-        try:
-            listening = await self.wait_event("relay.listening")
-        except BaseException:
-            await self.kill()
-            raise
-        self.port = int(listening["port"])
-        return self
 
 
 def relay_argv(data_dir: Path) -> list[str]:
