@@ -39,7 +39,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +48,26 @@ if not __package__:  # run as a script: make `bench` (and the repo) importable
 from pycrdt import Doc, Map, TransactionEvent
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import RESULTS, Result, Target
-from bench.flood_fairness import histogram_delta, largest, metrics, tail
+from bench.common import (
+    LOOP_LAG,
+    Result,
+    Target,
+    bench_parser,
+    finish_details,
+    histogram_delta,
+    largest,
+    metrics,
+    proc_status,
+    run_meta,
+    tail,
+)
+from bench.flood_fairness import sync_empty
+from bench.gc_storm import collections, probed_relay
 from bench.machine import tree_cpu_seconds
 from focusmate.identity import Identity
 from focusmate.invite import new_room_secret, relay_token, room_id_for
 from sync import control, handshake
-from sync.ysync import SyncStep1, SyncStep2, SyncUpdate, decode_message, encode_message
+from sync.ysync import SyncUpdate, encode_message
 from tests.integration.relaykit import RelayProcess
 
 BENCH_TIMEOUT_S = 480
@@ -63,13 +75,6 @@ NAME = "conn_churn"
 MIB = 1024 * 1024
 CYCLE_TIMEOUT_S = 15.0
 IDLE_DOC_SECONDS = 2.0
-LIFTED_LIMITS = (
-    "connects_per_ip_per_second=1000000",
-    "connect_burst_per_ip=1000000",
-    "max_connections_per_ip=100000",
-    "ip_messages_per_second=1000000",
-    "ip_message_burst=1000000",
-)
 CONNECTION_GAUGE = "focusmate_relay_connections"
 DOCUMENTS_GAUGE = "focusmate_relay_documents_in_memory"
 ADDRESS_GAUGE = "focusmate_relay_address_entries"
@@ -77,16 +82,6 @@ ADDRESS_GAUGE = "focusmate_relay_address_entries"
 
 def log(message: str) -> None:
     print(f"[{NAME}] {message}", file=sys.stderr, flush=True)
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process, in bytes."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key = line.split(":", 1)[0]
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(line.split()[1]) * 1024
-    return out
 
 
 def source_address(i: int, pool: int) -> str:
@@ -135,13 +130,7 @@ class Churn:
             updates.append(event.update)
 
         doc.observe(keep)
-        await ws.send(encode_message(SyncStep1(doc.get_state())))
-        while True:
-            message = decode_message(await ws.recv())  # type: ignore[arg-type]
-            if isinstance(message, SyncStep1):
-                await ws.send(encode_message(SyncStep2(b"\x00\x00")))
-            elif isinstance(message, SyncStep2):
-                break
+        await sync_empty(ws)
         if i % 4 == 0:
             doc.get("m", type=Map)[f"k{i % 997}"] = i
             await ws.send(encode_message(SyncUpdate(updates[-1])))
@@ -229,17 +218,10 @@ def snapshot(relay: RelayProcess, label: str, cycles: int, **extra: Any) -> dict
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"points": []}
-    relay_args = [a for limit in LIFTED_LIMITS for a in ("--limit", limit)]
-    relay_args += ["--idle-document-seconds", str(IDLE_DOC_SECONDS)]
     # The relay runs through gc_storm's prelude: its collector policy, and a probe that writes
     # every full collection's pause when the relay exits.
-    from bench.gc_storm import PRELUDE  # noqa: PLC0415 - gc_storm imports this module
-
     probe = workdir / "gc-probe.json"
-    env = {"GC_STORM_POLICY": args.gc_policy, "GC_STORM_OUT": str(probe)}
-    command = [sys.executable, "-c", PRELUDE]
-    relay = RelayProcess(workdir / "relay", args=relay_args, env=env, command=command)
-    async with relay:
+    async with probed_relay(workdir / "relay", args.gc_policy, probe, IDLE_DOC_SECONDS) as relay:
         churn = Churn(relay, args)
         before_lag = await metrics(relay.port)
         await churn.run(args.warmup)
@@ -262,7 +244,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
             log(json.dumps(report["points"][-2:]))
         after_lag = await metrics(relay.port)
-        lag = histogram_delta(before_lag, after_lag, "focusmate_relay_event_loop_lag_seconds")
+        lag = histogram_delta(before_lag, after_lag, LOOP_LAG)
         report["loop"] = {
             "stalls_over_50ms": tail(lag, 0.05),
             "largest_stall_le_s": largest(lag),
@@ -270,9 +252,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         report["cycles"] = {"done": dict(churn.done), "failed": dict(churn.failed)}
         report["failures"] = churn.failures
         await relay.terminate()
-    pauses = [pause for _, pause in json.loads(probe.read_text())["pauses"]]
-    report["loop"]["full_collections"] = len(pauses)
-    report["loop"]["longest_full_collection_ms"] = max(pauses, default=0.0) * 1000
+    gc_figures = collections(probe)
+    for key in ("full_collections", "longest_full_collection_ms"):
+        report["loop"][key] = gc_figures[key]
     report["gc_policy"] = args.gc_policy
     return report
 
@@ -366,9 +348,7 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> Result:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 200 + 1,000 cycles")
-    parser.add_argument("--out", type=Path, help=f"results directory (default {RESULTS})")
+    parser = bench_parser(NAME, __doc__, "smoke run: 200 + 1,000 cycles")
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--cycles", type=int, default=10_000)
     parser.add_argument("--more", type=int, default=10_000, help="a second batch (0: none)")
@@ -391,18 +371,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    meta: dict[str, Any] = {
-        "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
-        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-    }
+    meta = run_meta()
     with tempfile.TemporaryDirectory(prefix="conn-churn-") as tmp:
         report = asyncio.run(run(args, Path(tmp)))
-    meta["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    meta["elapsed_s"] = round(time.monotonic() - started, 1)
-    report["meta"] = meta
-    out = args.out or (Path(tempfile.gettempdir()) / "focusmate-bench" if args.quick else RESULTS)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{NAME}.details.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = finish_details(NAME, args, report, meta, started)
     path = summarise(report, args).write(out)
     log(f"wrote {path} ({meta['elapsed_s']} s)")
     return 0

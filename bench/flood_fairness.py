@@ -37,21 +37,17 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import inspect
 import json
 import os
 import random
-import re
 import signal
 import socket
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +58,21 @@ from pycrdt import Doc, Map, TransactionEvent
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.common import RESULTS, Result, Target, percentile
+from bench.common import (
+    LOOP_LAG,
+    Result,
+    Target,
+    bench_parser,
+    finish_details,
+    histogram_delta,
+    largest,
+    limit_args,
+    metrics,
+    percentile,
+    run_meta,
+    tail,
+    wait_for,
+)
 from bench.machine import cpu_window, process_tree, tree_cpu_seconds
 from focusmate.invite import new_room_secret, relay_token, room_id_for
 from sync.ysync import (
@@ -107,14 +117,21 @@ async def open_synced(url: str, local: str, *, sndbuf: int | None = None) -> Cli
     # No keepalive pings: a flooder's ping waits behind its own backlog in the relay's socket,
     # and a client timing it out would drop what it still has to send.
     ws = await connect(url, sock=sock, compression=None, max_size=None, ping_interval=None)
-    await ws.send(encode_message(SyncStep1(Doc().get_state())))
     async with asyncio.timeout(SYNC_TIMEOUT_S):
-        while True:
-            message = decode_message(await ws.recv())  # type: ignore[arg-type]
-            if isinstance(message, SyncStep1):
-                await ws.send(encode_message(SyncStep2(b"\x00\x00")))
-            elif isinstance(message, SyncStep2):
-                return ws
+        await sync_empty(ws)
+    return ws
+
+
+async def sync_empty(ws: ClientConnection) -> None:
+    """The y-websocket sync of an empty document: our step 1, an empty step 2 for the relay's
+    step 1, until the relay's step 2 arrives."""
+    await ws.send(encode_message(SyncStep1(Doc().get_state())))
+    while True:
+        message = decode_message(await ws.recv())  # type: ignore[arg-type]
+        if isinstance(message, SyncStep1):
+            await ws.send(encode_message(SyncStep2(b"\x00\x00")))
+        elif isinstance(message, SyncStep2):
+            return
 
 
 class UpdateMaker:
@@ -372,55 +389,8 @@ class CalmLoad:
 # ---------------------------------------------------------------------------------------------
 # The relay's /metrics
 
-METRIC = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        match = METRIC.match(line)
-        if match:
-            values[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-    return values
-
-
-async def metrics(port: int) -> dict[str, float]:
-    return await asyncio.to_thread(scrape, port)
-
-
-LOOP_LAG = "focusmate_relay_event_loop_lag_seconds"
 COMMIT_SECONDS = "focusmate_relay_commit_seconds"
 FANOUT_SECONDS = "focusmate_relay_fanout_latency_seconds"
-
-
-def histogram_delta(
-    before: dict[str, float], after: dict[str, float], name: str
-) -> dict[float, float]:
-    """A relay histogram's cumulative bucket counts over a phase: upper bound -> count."""
-    counts: dict[float, float] = {}
-    prefix = name + "_bucket"
-    for key, value in after.items():
-        if key.startswith(prefix):
-            le = key.split('le="', 1)[1].rstrip('"}')
-            counts[float(le)] = value - before.get(key, 0.0)
-    return counts
-
-
-def tail(counts: dict[float, float], over: float) -> float:
-    """Observations above ``over`` (a bucket bound)."""
-    total = counts.get(float("inf"), 0.0)
-    return total - counts.get(over, total)
-
-
-def largest(counts: dict[float, float]) -> str | None:
-    """The bucket of the largest observation, e.g. "<= 0.05" (s), "> 2" past the last bound."""
-    bounds = sorted(counts)
-    if not bounds or not counts[bounds[-1]]:
-        return None
-    bound = next(b for b in bounds if counts[b] >= counts[bounds[-1]])
-    return f"<= {bound:g}" if bound != float("inf") else f"> {bounds[-2]:g}"
 
 
 def relay_histograms(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
@@ -441,19 +411,6 @@ def relay_histograms(before: dict[str, float], after: dict[str, float]) -> dict[
 
 RECEIVED = "focusmate_relay_updates_received_total"
 RATE_LIMITED = 'focusmate_relay_rejected_frames_total{reason="rate_limited"}'
-
-
-async def wait_for(
-    predicate: Callable[[], bool] | Callable[[], Awaitable[bool]], limit_s: float
-) -> bool:
-    """Poll ``predicate`` (plain or async) every 0.1 s for up to ``limit_s``; its last value."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        value = predicate()
-        ok = bool(await value) if inspect.isawaitable(value) else bool(value)
-        if ok or time.monotonic() >= deadline:
-            return ok
-        await asyncio.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,8 +435,7 @@ class Bench:
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"phases": []}
-    limits = [a for limit in args.relay_limit for a in ("--limit", limit)]
-    async with RelayProcess(workdir / "relay", args=limits) as relay:
+    async with RelayProcess(workdir / "relay", args=limit_args(args.relay_limit)) as relay:
         rooms = [new_room_secret() for _ in range(args.rooms)]
         clients: list[Calm] = []
         for room, secret in enumerate(rooms):
@@ -727,9 +683,7 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> Result:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run, ~20 s")
-    parser.add_argument("--out", type=Path, help=f"results directory (default {RESULTS})")
+    parser = bench_parser(NAME, __doc__, "smoke run, ~20 s")
     parser.add_argument("--rooms", type=int, default=4)
     parser.add_argument("--room-size", type=int, default=5)
     parser.add_argument("--rate", type=float, default=5.0, help="updates/s per calm client")
@@ -767,19 +721,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(flooder(args.flooder, args.urls.split(","), FLOODER_ADDRESS))
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
-    meta: dict[str, Any] = {
-        "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
-        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-        "argv": sys.argv[1:] if argv is None else list(argv),
-    }
+    meta = {**run_meta(), "argv": sys.argv[1:] if argv is None else list(argv)}
     with tempfile.TemporaryDirectory(prefix="flood-fairness-") as tmp:
         report = asyncio.run(run(args, Path(tmp)))
-    meta["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    meta["elapsed_s"] = round(time.monotonic() - started, 1)
-    report["meta"] = meta
-    out = args.out or (Path(tempfile.gettempdir()) / "focusmate-bench" if args.quick else RESULTS)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{NAME}.details.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = finish_details(NAME, args, report, meta, started)
     result = summarise(report, args)
     path = result.write(out)
     for p in report["phases"]:

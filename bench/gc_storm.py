@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +48,25 @@ if not __package__:  # run as a script: make `bench` (and the repo) importable
 
 from websockets.asyncio.client import ClientConnection
 
-from bench.common import RESULTS, Result, percentile
-from bench.conn_churn import LIFTED_LIMITS, proc_status
-from bench.flood_fairness import (
-    UpdateMaker,
+from bench.common import (
+    LIFTED_LIMITS,
+    LOOP_LAG,
+    Result,
+    bench_parser,
     histogram_delta,
     largest,
+    limit_args,
+    loadavg,
     metrics,
-    open_synced,
-    room_url,
+    out_directory,
+    percentile,
+    proc_status,
+    rss_bytes,
+    run_meta,
     tail,
+    write_details,
 )
+from bench.flood_fairness import UpdateMaker, open_synced, room_url
 from focusmate.invite import new_room_secret
 from sync.ysync import SyncUpdate, decode_message, encode_message
 from tests.integration.relaykit import RelayProcess
@@ -105,6 +112,31 @@ runpy.run_module("relay", run_name="__main__", alter_sys=True)
 
 def log(message: str) -> None:
     print(f"[{NAME}] {message}", file=sys.stderr, flush=True)
+
+
+def probed_relay(
+    directory: Path, policy: str, probe: Path, idle_document_seconds: float = 2.0
+) -> RelayProcess:
+    """A relay subprocess run through :data:`PRELUDE`: collector ``policy``, per-address limits
+    lifted, rooms unloaded after ``idle_document_seconds``; its full collections' pauses go to
+    ``probe`` when it exits (see :func:`collections`)."""
+    args = [*limit_args(LIFTED_LIMITS), "--idle-document-seconds", f"{idle_document_seconds:g}"]
+    env = {"GC_STORM_POLICY": policy, "GC_STORM_OUT": str(probe)}
+    return RelayProcess(directory, args=args, env=env, command=[sys.executable, "-c", PRELUDE])
+
+
+def collections(probe: Path, since: float = 0.0, until: float = float("inf")) -> dict[str, Any]:
+    """The full collections a :func:`probed_relay` wrote to ``probe``, between ``since`` and
+    ``until`` (wall clock): their count, the longest and the total (ms), and how many objects
+    were frozen at its exit."""
+    written = json.loads(probe.read_text())
+    pauses = [pause for at, pause in written["pauses"] if since <= at <= until]
+    return {
+        "full_collections": len(pauses),
+        "longest_full_collection_ms": max(pauses, default=0.0) * 1000,
+        "full_collection_total_ms": sum(pauses) * 1000,
+        "frozen_objects_at_exit": written["frozen"],
+    }
 
 
 async def calm_pair(url: str, period: float, samples: list[float], stop: asyncio.Event) -> None:
@@ -167,10 +199,10 @@ async def one_storm(relay: RelayProcess, args: argparse.Namespace, suffix: str) 
     stop.set()
     await calm
     after = await metrics(relay.port)
-    lag = histogram_delta(before, after, "focusmate_relay_event_loop_lag_seconds")
+    lag = histogram_delta(before, after, LOOP_LAG)
     figures = {
         "connect_s": seconds,
-        "rss_connected_mib": proc_status(relay.pid)["VmRSS"] / MIB,
+        "rss_connected_mib": rss_bytes(relay.pid) / MIB,
         "calm_samples": len(samples),
         "calm_p99_ms": percentile(samples, 99) * 1000 if samples else None,
         "calm_max_ms": max(samples) * 1000 if samples else None,
@@ -180,33 +212,23 @@ async def one_storm(relay: RelayProcess, args: argparse.Namespace, suffix: str) 
     for ws in opened:
         await ws.close()
     await asyncio.sleep(args.idle)
-    figures["rss_after_mib"] = proc_status(relay.pid)["VmRSS"] / MIB
+    figures["rss_after_mib"] = rss_bytes(relay.pid) / MIB
     return {key + suffix: value for key, value in figures.items()}
 
 
 async def run_policy(policy: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    out = workdir / f"gc-{policy}.json"
-    relay_args = [a for limit in LIFTED_LIMITS for a in ("--limit", limit)]
-    relay_args += ["--idle-document-seconds", "2"]
-    command = [sys.executable, "-c", PRELUDE]
-    env = {"GC_STORM_POLICY": policy, "GC_STORM_OUT": str(out)}
+    probe = workdir / f"gc-{policy}.json"
     result: dict[str, Any] = {"policy": policy, "loadavg": os.getloadavg()[0]}
-    relay = RelayProcess(workdir / f"relay-{policy}", args=relay_args, env=env, command=command)
-    async with relay:
-        result["rss_start_mib"] = proc_status(relay.pid)["VmRSS"] / MIB
+    async with probed_relay(workdir / f"relay-{policy}", policy, probe) as relay:
+        result["rss_start_mib"] = rss_bytes(relay.pid) / MIB
         storm_started = time.time()
         for k in range(1, args.storms + 1):
             result.update(await one_storm(relay, args, suffix="" if k == 1 else f"_{k}"))
         storm_ended = time.time()
         result["hwm_mib"] = proc_status(relay.pid)["VmHWM"] / MIB
         await relay.terminate()
-    probe = json.loads(out.read_text())
     # Only the collections from the storm on (not the start-up collect before the freeze).
-    pauses = [pause for at, pause in probe["pauses"] if storm_started <= at <= storm_ended]
-    result["full_collections"] = len(pauses)
-    result["longest_full_collection_ms"] = max(pauses) * 1000 if pauses else 0.0
-    result["full_collection_total_ms"] = sum(pauses) * 1000
-    result["frozen_objects_at_exit"] = probe["frozen"]
+    result.update(collections(probe, storm_started, storm_ended))
     log(json.dumps(result))
     return result
 
@@ -267,9 +289,7 @@ def summarise(runs: list[dict[str, Any]], meta: dict[str, Any], args: argparse.N
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=NAME, description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 500 connections")
-    parser.add_argument("--out", type=Path, help=f"results directory (default {RESULTS})")
+    parser = bench_parser(NAME, __doc__, "smoke run: 500 connections")
     parser.add_argument("--conns", type=int, default=10_000)
     parser.add_argument("--room-size", type=int, default=5)
     parser.add_argument(
@@ -298,18 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    meta: dict[str, Any] = {
-        "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
-        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-    }
+    meta = run_meta()
     runs = []
     with tempfile.TemporaryDirectory(prefix="gc-storm-") as tmp:
         for policy in args.policy_list:
             runs.append(asyncio.run(run_policy(policy, args, Path(tmp))))
-    meta["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    out = args.out or (Path(tempfile.gettempdir()) / "focusmate-bench" if args.quick else RESULTS)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{NAME}.details.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2))
+    meta["loadavg_end"] = loadavg()
+    out = out_directory(args.out, args.quick)
+    write_details(out, NAME, {"meta": meta, "runs": runs})
     path = summarise(runs, meta, args).write(out)
     log(f"wrote {path}")
     return 0
