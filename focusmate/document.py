@@ -27,6 +27,7 @@ from pycrdt import (
 )
 
 from focusmate.errors import StoreError, ValidationError
+from focusmate.lib0 import Reader, write_var_uint
 from focusmate.store import COMPACT_AFTER_UPDATES, DocLog, Store
 
 # Yjs' encoding of an update with no structs and an empty delete set.
@@ -350,54 +351,31 @@ def validate_update(update: bytes) -> None:
 
 def _client_count(update: bytes) -> int:
     """The leading var-uint of a v1 update: how many clients' structs it carries."""
-    value = shift = 0
-    for byte in update[:8]:
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value
-        shift += 7
-    raise ValueError("the update does not start with a client count")
-
-
-def _var_uint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return Reader(update[:8]).var_uint()
 
 
 def _decode_sv(state: bytes) -> dict[int, int]:
     """A v1 state vector (as pycrdt encodes it): client -> clock."""
-    pos = 0
-
-    def var_uint() -> int:
-        nonlocal pos
-        value = shift = 0
-        while True:
-            byte = state[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-
+    reader = Reader(state)
     clocks: dict[int, int] = {}
-    for _ in range(var_uint()):
-        client = var_uint()
-        clocks[client] = var_uint()
+    for _ in range(reader.var_uint()):
+        client = reader.var_uint()
+        clocks[client] = reader.var_uint()
     return clocks
 
 
 def _gc_prefix(clocks: dict[int, int]) -> bytes:
     """A v1 update holding, for each client, one GC struct over clocks ``0 .. clock``."""
     sections = [
-        _var_uint(1) + _var_uint(client) + _var_uint(0) + b"\x00" + _var_uint(clock)
+        write_var_uint(1)
+        + write_var_uint(client)
+        + write_var_uint(0)
+        + b"\x00"
+        + write_var_uint(clock)
         for client, clock in clocks.items()
         if clock > 0
     ]
-    return _var_uint(len(sections)) + b"".join(sections) + b"\x00"
+    return write_var_uint(len(sections)) + b"".join(sections) + b"\x00"
 
 
 def _scratch_apply(update: bytes) -> None:

@@ -29,6 +29,7 @@ from urllib.parse import quote
 from pycrdt import Doc, get_update, merge_updates
 
 from focusmate.errors import StoreError
+from focusmate.lib0 import Reader
 from focusmate.migrations import MIGRATIONS, SCHEMA_VERSION
 
 APPLICATION_ID = 0x466D5431  # "FmT1"
@@ -389,26 +390,14 @@ def fold(parts: list[bytes]) -> tuple[bytes, bool]:
 
 def _delete_set(update: bytes) -> dict[int, list[tuple[int, int]]]:
     """The delete set of a v1 update whose struct section is empty: client -> [(start, end)]."""
-    pos = 1  # past the empty struct section
-
-    def varuint() -> int:
-        nonlocal pos
-        value, shift = 0, 0
-        while True:
-            byte = update[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-
+    reader = Reader(update, pos=1)  # past the empty struct section
     ranges: dict[int, list[tuple[int, int]]] = {}
-    for _ in range(varuint()):
-        client = varuint()
+    for _ in range(reader.var_uint()):
+        client = reader.var_uint()
         spans = ranges.setdefault(client, [])
-        for _ in range(varuint()):
-            clock = varuint()
-            spans.append((clock, clock + varuint()))
+        for _ in range(reader.var_uint()):
+            clock = reader.var_uint()
+            spans.append((clock, clock + reader.var_uint()))
     return ranges
 
 
