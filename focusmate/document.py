@@ -33,6 +33,7 @@ from focusmate.store import COMPACT_AFTER_UPDATES, DocLog, Store
 # Yjs' encoding of an update with no structs and an empty delete set.
 EMPTY_UPDATE = b"\x00\x00"
 LOCAL_ORIGIN = "local"
+STORE_ORIGIN = "store"  # changes read from the store: other processes' commits, rebuilds
 MAX_UPDATE_BYTES = 4 * 1024 * 1024
 
 ChangeListener = Callable[[bytes, str], None]
@@ -94,13 +95,13 @@ class CrdtDocument:
         if log.snapshot is not None and log.snapshot_complete:
             changed = self._apply(log.snapshot, complete=True)
             if changed:
-                self._notify(log.snapshot, "store")
+                self._notify(log.snapshot, STORE_ORIGIN)
             parts = log.updates
         if not parts:
             return changed
         update = parts[0] if len(parts) == 1 else merge_updates(*parts)
         if self._apply(update):
-            self._notify(update, "store")
+            self._notify(update, STORE_ORIGIN)
             changed = True
         return changed
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from focusmate.dm import Envelope
-from focusmate.document import CrdtDocument
+from focusmate.document import STORE_ORIGIN, CrdtDocument
 from focusmate.invite import Invite, relay_token
 from focusmate.room import DOC_KIND as ROOM_KIND
 from focusmate.timebase import FRESH_SECONDS, remove_offsets, write_offsets
@@ -47,7 +47,6 @@ log = logging.getLogger("focusmate.sync")
 POLL_SECONDS = 0.2
 REDIAL_SECONDS = 2.0
 HOUSEKEEPING_SECONDS = 1.0
-STORE_ORIGIN = "store"  # what CrdtDocument.refresh announces its changes as
 
 
 class SyncEngine:
