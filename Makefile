@@ -44,9 +44,11 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
-# The long reliability runs in tests/soak (fuzzing, convergence; minutes each), figures printed:
+# The long reliability runs in tests/soak (fuzzing, convergence; minutes each), figures printed,
+# and the decoder fuzz tests with fresh random draws and 20x their examples:
 soak: $(STAMP)
-	FOCUSMATE_SOAK=1 $(BIN)/python -m pytest -s -p no:cacheprovider tests/soak $(PYTEST_ARGS)
+	FOCUSMATE_SOAK=1 HYPOTHESIS_PROFILE=explore FOCUSMATE_FUZZ_SCALE=20 $(BIN)/python -m pytest \
+		-s -p no:cacheprovider tests/soak tests/unit/test_fuzz_decoders.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ LINK_SCHEME = "focusmate"
 MAX_INVITE_TEXT = 2048
 NAME_HINT_MAX = 100
 MAX_RELAY_HINTS = 8
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
 
 
 def new_room_secret() -> bytes:
@@ -132,19 +135,29 @@ def parse_invite(text: str) -> Invite:
     for url in query.get("relay", []):
         if _is_relay_url(url) and url not in relays and len(relays) < MAX_RELAY_HINTS:
             relays.append(url)
-    return Invite(secret=secret, name_hint=name or None, relays=tuple(relays))
+    invite = Invite(secret=secret, name_hint=name or None, relays=tuple(relays))
+    # Hints are re-quoted when shared on, which can make them longer ("%" becomes "%25"): drop
+    # trailing ones until the link this invite is shared as would itself be accepted.
+    while len(invite.link()) > MAX_INVITE_TEXT and invite.relays:
+        invite = Invite(invite.secret, invite.name_hint, invite.relays[:-1])
+    return invite
+
+
+# Control and format characters (terminal escapes, bidi overrides) can disguise text; a lone
+# surrogate (a pasted half of a pair) cannot be written as UTF-8, so the link could not be shared.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs"})
 
 
 def _clean_name_hint(text: str) -> str:
-    """One line of printable text: control and format characters (terminal escapes, bidi
-    overrides) are dropped and whitespace is collapsed, so a hint cannot disguise itself."""
-    kept = "".join(c for c in text if unicodedata.category(c) not in {"Cc", "Cf"} or c.isspace())
+    """One line of printable text: hidden characters are dropped and whitespace is collapsed, so
+    a hint cannot disguise itself."""
+    kept = "".join(c for c in text if unicodedata.category(c) not in _HIDDEN or c.isspace())
     return " ".join(kept.split())[:NAME_HINT_MAX]
 
 
 def _is_relay_url(url: str) -> bool:
     """A ws:// or wss:// URL with a host, and nothing that could hide in a log or a prompt."""
-    if any(c.isspace() or unicodedata.category(c) in {"Cc", "Cf"} for c in url):
+    if any(c.isspace() or unicodedata.category(c) in _HIDDEN for c in url):
         return False
     try:
         parts = urlsplit(url)
@@ -152,4 +165,13 @@ def _is_relay_url(url: str) -> bool:
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
     except ValueError:
         return False
-    return parts.scheme in {"ws", "wss"} and bool(host)
+    return parts.scheme in {"ws", "wss"} and host is not None and _is_host(host)
+
+
+def _is_host(host: str) -> bool:
+    """A DNS name or an IP address, as a relay's host must be ("%" and the like are not)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return len(host) <= 253 and _HOST.fullmatch(host) is not None
+    return True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import os
 import tracemalloc
 import unicodedata
 import weakref
@@ -22,7 +23,7 @@ from typing import Any
 
 import pycrdt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from zeroconf import ServiceInfo
 
@@ -49,7 +50,11 @@ from sync.ysync import (
 )
 from tests.pycrdt_panics import EQUIVOCATION, EQUIVOCATION_BASE, panic_type, poison_for
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# `make soak` runs these with fresh random draws and FOCUSMATE_FUZZ_SCALE times the examples.
+SCALE = int(os.environ.get("FOCUSMATE_FUZZ_SCALE", "1"))
+FUZZ = settings(
+    max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # -- mutations --------------------------------------------------------------------------------
 
@@ -146,13 +151,13 @@ MESSAGES: st.SearchStrategy[Message] = st.one_of(
 FRAMES = MESSAGES.map(encode_message)
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=150 * SCALE)
 @given(MESSAGES)
 def test_every_y_message_round_trips(message: Message) -> None:
     assert decode_message(encode_message(message)) == message
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=150 * SCALE)
 @given(FRAMES)
 def test_every_truncation_of_a_y_message_is_a_protocol_error(frame: bytes) -> None:
     """A cut-off frame never passes for a shorter, different message."""
@@ -385,13 +390,13 @@ DOC_IDS = st.text(max_size=control.MAX_DOC_ID) | st.sampled_from(["a" * 32, "", 
 DOC_FRAMES = st.builds(control.encode_doc_frame, DOC_IDS, FRAMES)
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=150 * SCALE)
 @given(DOC_IDS, FRAMES)
 def test_doc_frames_round_trip(doc_id: str, payload: bytes) -> None:
     assert control.decode_doc_frame(control.encode_doc_frame(doc_id, payload)) == (doc_id, payload)
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=150 * SCALE)
 @given(mutated(DOC_FRAMES))
 def test_a_mutated_doc_frame_is_a_frame_or_a_protocol_error(frame: bytes) -> None:
     try:
@@ -422,7 +427,7 @@ LIVE_FRAMES = st.builds(
 )
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=300 * SCALE)
 @given(mutated(LIVE_FRAMES))
 def test_a_mutated_frame_through_a_live_session_is_refused_and_loses_nothing(
     synced_doc: CrdtDocument, frame: bytes
@@ -490,6 +495,15 @@ def test_invite_links_and_codes_round_trip(invite: Invite) -> None:
 
 @FUZZ
 @given(mutated_invites())
+# a lone surrogate in a relay hint was accepted, and then the link could not be written out
+@example("focusmate://join/0000000-0000000-0000000?relay=ws%3A%2F%2F\ud800127.0.0.1%3A8765")
+@example("focusmate://join/0000000-0000000-0000000?name=a\udc00b")
+# a hint that grows when quoted again ("%" becomes "%25") made a link too long to be accepted
+@example(
+    "focusmate://join/0000000-0000000-0000000?relay=ws%3A%2F%2F127.0.0.1"
+    + "%7.0.0.1" * 240
+    + "%3A8765&relay=wss%3A%2F%2Frelay.example.org%2Fx"
+)
 def test_a_mutated_invite_is_an_invite_or_a_validation_error(text: str) -> None:
     try:
         invite = parse_invite(text)
@@ -498,7 +512,7 @@ def test_a_mutated_invite_is_an_invite_or_a_validation_error(text: str) -> None:
         assert message
         return
     assert len(invite.secret) == SECRET_BYTES
-    hidden = {"Cc", "Cf"}  # terminal escapes, bidi overrides: nothing that can disguise a name
+    hidden = {"Cc", "Cf", "Cs"}  # escapes, bidi overrides, lone surrogates: nothing hidden
     assert not any(unicodedata.category(c) in hidden for c in invite.name_hint or "")
     assert all(url.startswith(("ws://", "wss://")) for url in invite.relays)
     assert parse_invite(invite.link()) == invite  # what was accepted can be shared on

@@ -71,10 +71,25 @@ def test_link_drops_relays_that_are_not_websockets() -> None:
     link = (
         f"focusmate://join/{code}?relay=https%3A%2F%2Fevil.example"
         "&relay=file%3A%2F%2F%2Fetc%2Fpasswd&relay=javascript%3Aalert(1)"
-        "&relay=ws%3A%2F%2F&relay=wss%3A%2F%2Fok.example"
+        "&relay=ws%3A%2F%2F&relay=ws%3A%2F%2Fa%25b.example&relay=wss%3A%2F%2Fok.example"
     )
 
     assert parse_invite(link).relays == ("wss://ok.example",)
+
+
+def test_an_accepted_link_can_always_be_shared_on() -> None:
+    # Unquoted hints grow when the link is written out again ("/" becomes "%2F"), so a link near
+    # the length limit keeps only the hints that fit and stays acceptable once shared.
+    relays = [f"ws://relay{i}.example/" + "p/" * 100 for i in range(8)]
+    link = f"focusmate://join/{invite_code(SECRET)}?" + "&".join(f"relay={r}" for r in relays)
+    assert len(link) <= MAX_INVITE_TEXT
+
+    invite = parse_invite(link)
+
+    assert 0 < len(invite.relays) < len(relays)
+    assert invite.relays == tuple(relays[: len(invite.relays)])
+    assert len(invite.link()) <= MAX_INVITE_TEXT
+    assert parse_invite(invite.link()) == invite
 
 
 def test_link_name_hint_cannot_carry_terminal_escapes() -> None:
