@@ -48,6 +48,7 @@ from relay.mailbox import Mailboxes
 from relay.metrics import CONTENT_TYPE, RelayMetrics
 from relay.peer import Outbox, Peer
 from relay.storage import RelayStorage
+from relay.turns import Turns
 from sync.control import CloseCode
 from sync.wire import ProtocolError
 from sync.ysync import decode_message
@@ -101,6 +102,7 @@ class Relay:
         )
         self.outbox = Outbox()
         self.peers: set[Peer] = set()
+        self.turns = Turns(self.limits.ip_frames_per_turn)
         self.admission = Admission(
             self.limits,
             metrics=self.metrics,
@@ -320,7 +322,8 @@ class Relay:
         self.sessions.remove(peer)
 
     async def _frames(self, peer: Peer) -> collections.abc.AsyncIterator[bytes | str]:
-        """The connection's frames, each charged to the rate limits and counted."""
+        """The connection's frames, each charged to the rate limits, counted, and handled in
+        its address's turn (relay/turns.py)."""
         ip_bucket = self.admission.message_bucket(peer.ip)
         async for frame in peer.ws:
             if peer.closed:  # closed by the relay (a failed commit, a bad frame): read no more,
@@ -331,6 +334,7 @@ class Relay:
             if wait > 0:
                 self.metrics.rejected.labels("rate_limited").inc()
                 await asyncio.sleep(wait)
+            await self.turns.take(peer.ip)
             yield frame
             if peer.inflight >= self.limits.max_inflight_updates:
                 await peer.wait_for_inflight_room()
