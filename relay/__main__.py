@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("DRAIN_SECONDS", "10") or 10),
         help="on SIGTERM, how long to wait for connections to close",
     )
+    serve.add_argument(
+        "--keepalive-seconds",
+        type=float,
+        default=float(_env("KEEPALIVE_SECONDS", "30") or 30),
+        help="a connection silent this long is pinged, and closed if it stays silent as long "
+        "again (env ..._KEEPALIVE_SECONDS)",
+    )
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
     add_admin_parsers(sub)
     return parser
@@ -206,6 +213,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
                 compact_after_updates=args.compact_after_updates,
                 synchronous=args.synchronous,
                 drain_seconds=args.drain_seconds,
+                keepalive_seconds=args.keepalive_seconds,
                 log_level=args.log_level,
             )
             if (config.tls_cert is None) != (config.tls_key is None):

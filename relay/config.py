@@ -70,6 +70,8 @@ class RelayConfig:
     compact_after_updates: int = 500
     synchronous: str = "normal"  # SQLite's: "full" adds an fsync per group commit (storage.py)
     drain_seconds: float = 10.0
+    # A connection silent this long is pinged, and closed if it stays silent as long again.
+    keepalive_seconds: float = 30.0
     log_level: str = "info"
 
     @property

@@ -141,6 +141,12 @@ class RelayMetrics:
             "Connections closed because they did not read what they were sent.",
             registry=r,
         )
+        self.dropped_silent = Counter(
+            "focusmate_relay_silent_connections_dropped",
+            "Connections closed because nothing, not even a pong, came from them for two "
+            "keepalive intervals.",
+            registry=r,
+        )
         self.mailbox_items = Gauge(
             "focusmate_relay_mailbox_items", "Direct messages and receipts waiting.", registry=r
         )

@@ -69,12 +69,15 @@ class Peer:
         "_writer",
         "closed",
         "endpoint",
+        "heard",
         "identity",
         "inflight",
         "ip",
+        "keepalive_due",
         "limits",
         "metrics",
         "outbox",
+        "pinged",
         "queued_bytes",
         "subscriptions",
         "ws",
@@ -101,6 +104,9 @@ class Peer:
         self.closed = False
         self.queued_bytes = 0
         self.inflight = 0  # updates received but not yet committed
+        self.heard = now  # when a frame (or a pong) last came from the client
+        self.keepalive_due = now  # when relay/keepalive.py next looks at this connection
+        self.pinged = False
         self.outbox = outbox
         self._pending: list[bytes] = []  # frames to write at the end of this loop iteration
         self._pending_bytes = 0
@@ -224,9 +230,14 @@ class Peer:
             ip_bucket.take(1, now=now),
         )
 
+    def reading_paused(self) -> bool:
+        """The relay has stopped reading this connection (its updates wait for the disk): its
+        silence says nothing about the client."""
+        return self.inflight >= self.limits.max_inflight_updates
+
     async def wait_for_inflight_room(self) -> None:
         """Backpressure: stop reading while too many of our updates wait for the disk."""
-        while self.inflight >= self.limits.max_inflight_updates and not self.closed:
+        while self.reading_paused() and not self.closed:
             if self._inflight_room is None:
                 self._inflight_room = asyncio.Event()
             self._inflight_room.clear()

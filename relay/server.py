@@ -43,6 +43,7 @@ from relay.committer import Committer
 from relay.config import RelayConfig
 from relay.control_channel import ControlChannel, Sessions
 from relay.docs import DocHub
+from relay.keepalive import Keepalive
 from relay.logs import fields
 from relay.mailbox import Mailboxes
 from relay.metrics import CONTENT_TYPE, RelayMetrics
@@ -103,6 +104,7 @@ class Relay:
         self.outbox = Outbox()
         self.peers: set[Peer] = set()
         self.turns = Turns(self.limits.ip_frames_per_turn)
+        self.keepalive = Keepalive(interval=config.keepalive_seconds, monotonic=monotonic)
         self.admission = Admission(
             self.limits,
             metrics=self.metrics,
@@ -122,6 +124,7 @@ class Relay:
         self._server: Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._loop_probe: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
         self._gc_started: float | None = None
         self._gc_threshold: tuple[int, int, int] | None = None
         self.closed_since_collection = 0
@@ -148,14 +151,14 @@ class Relay:
             compression=None,
             ssl=tls,
             server_header=SERVER_NAME,
-            ping_interval=30,
-            ping_timeout=30,
+            ping_interval=None,  # relay/keepalive.py: frames count as signs of life too
             close_timeout=5,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._housekeep())
         self._loop_probe = loop.create_task(self._probe_loop())
+        self._keepalive = loop.create_task(self._keepalive_loop())
         gc.callbacks.append(self._on_gc)
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(self._gc_threshold[0], self._gc_threshold[1], FULL_COLLECTION_THRESHOLD)
@@ -177,9 +180,10 @@ class Relay:
             return
         self._stopping = True
         log.info("relay.draining", extra=fields(connections=len(self.peers)))
-        for task in (self._housekeeping, self._loop_probe):
+        for task in (self._housekeeping, self._loop_probe, self._keepalive):
             if task is not None:
                 task.cancel()
+        await self.keepalive.close()
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self._on_gc)
         if self._gc_threshold is not None:
@@ -215,6 +219,11 @@ class Relay:
         if self.monotonic() - self._last_expiry >= MAIL_EXPIRY_SECONDS:
             self._last_expiry = self.monotonic()
             await self.mailboxes.expire()
+
+    async def _keepalive_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.keepalive.sweep_seconds)
+            self.metrics.dropped_silent.inc(self.keepalive.sweep(self.peers))
 
     async def _probe_loop(self) -> None:
         """Measure event-loop stalls (a long callback, a full garbage collection): every one
@@ -330,7 +339,8 @@ class Relay:
                 return  # or its buffered frames would still be stored after the client resent
             size = len(frame)
             self.metrics.bytes_in.inc(size)
-            wait = peer.throttle(size, now=self.monotonic(), ip_bucket=ip_bucket)
+            peer.heard = now = self.monotonic()
+            wait = peer.throttle(size, now=now, ip_bucket=ip_bucket)
             if wait > 0:
                 self.metrics.rejected.labels("rate_limited").inc()
                 await asyncio.sleep(wait)
