@@ -119,6 +119,18 @@ class Shadow:
         return update
 
 
+@dataclass(slots=True)
+class InFlight:
+    """An update submitted for commit: what is stored, who sent it, and whether part of what
+    they sent was cut off as already held (by an update that may yet fail)."""
+
+    update: bytes
+    origin: Peer | None
+    cut: bool
+    # senders of updates that arrived while this was the last in flight and were cut entirely
+    dependents: list[Peer] = field(default_factory=list)
+
+
 class DocState:
     __slots__ = (
         "_base",
@@ -166,7 +178,7 @@ class DocState:
         self.timer_lock = asyncio.Lock()  # one hosted command at a time, each on the last state
         # Built on the first write, dropped when the last subscriber leaves (see Shadow).
         self.shadow: Shadow | None = None
-        self.unconfirmed: deque[bytes] = deque()  # submitted, not yet committed or failed
+        self.unconfirmed: deque[InFlight] = deque()  # submitted, not committed or failed yet
         self.shadow_failed = False  # the stored log itself cannot be integrated (logged once)
         self.unfoldable = False  # compaction keeps the log merged byte-wise (logged once)
 
@@ -215,7 +227,7 @@ class DocState:
         (committed and in flight); ConflictingUpdate if it does not."""
         if self.shadow is None:
             try:
-                self.shadow = Shadow([self.merged(), *self.unconfirmed])
+                self.shadow = Shadow([self.merged(), *(e.update for e in self.unconfirmed)])
             except BaseException as err:
                 if isinstance(err, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
                     raise
@@ -232,11 +244,17 @@ class DocState:
             self.shadow = None  # rebuilt on the next write, without this update
             raise
 
-    def confirmed(self, *, failed: bool) -> None:
-        """The oldest update in flight was committed or failed (callbacks come in order)."""
-        self.unconfirmed.popleft()
-        if failed:
-            self.shadow = None  # it holds an update that is not stored
+    def confirmed(self, *, failed: bool) -> list[Peer]:
+        """The oldest update in flight was committed or failed (callbacks come in order).
+        After a failure, the senders of later updates that were cut against it: what was cut
+        is now stored nowhere, and they must send it again."""
+        oldest = self.unconfirmed.popleft()
+        if not failed:
+            return []
+        self.shadow = None  # it holds an update that is not stored
+        senders = [d for e in (oldest, *self.unconfirmed) for d in e.dependents]
+        senders += [e.origin for e in self.unconfirmed if e.cut and e.origin is not None]
+        return senders
 
     def add_committed(self, update: bytes, row_id: int) -> None:
         self.pending.append(update)
@@ -379,17 +397,20 @@ class DocHub:
             return None
         try:
             validate_update(update)
-            update = state.check(update)
+            stored = state.check(update)
         except ValidationError as err:
             self.metrics.rejected.labels("invalid_update").inc()
             raise ProtocolError(str(err)) from None
         except ConflictingUpdate:
             self.metrics.rejected.labels("invalid_update").inc()
             raise ProtocolError("the update conflicts with the document") from None
-        if update == EMPTY_UPDATE:
-            return None  # everything in it is stored already
+        if stored == EMPTY_UPDATE:  # everything in it is stored already, or in flight
+            if state.unconfirmed and origin is not None:
+                state.unconfirmed[-1].dependents.append(origin)  # (see DocState.confirmed)
+            return None
+        cut, update = stored != update, stored
         received = self.monotonic() if received is None else received
-        state.unconfirmed.append(update)
+        state.unconfirmed.append(InFlight(update, origin, cut))
         state.inflight += 1
         if origin is not None:
             origin.inflight += 1
@@ -409,7 +430,8 @@ class DocHub:
                 done.set_result(None)
 
         def failed(err: BaseException) -> None:
-            state.confirmed(failed=True)
+            for sender in state.confirmed(failed=True):
+                self._lost_part(sender, err)
             self._write_done(state, origin, err)
             if done is not None:
                 done.set_exception(err)
@@ -422,12 +444,17 @@ class DocHub:
         if origin is None:
             return
         origin.update_committed()
-        if err is not None and not origin.closed:
-            # Not stored, so not forwarded: the client must learn it, and its next sync (after
-            # reconnecting) sends the update again. Logged once per connection, not per update:
-            # a full disk fails every update a writer has in flight.
+        if err is not None:
+            self._lost_part(origin, err)
+
+    @staticmethod
+    def _lost_part(sender: Peer, err: BaseException) -> None:
+        """Part of what ``sender`` sent is not stored, so not forwarded: the client must learn
+        it, and its next sync (after reconnecting) sends it again. Logged once per connection,
+        not per update: a full disk fails every update a writer has in flight."""
+        if not sender.closed:
             log.error("relay.commit_failed", extra=fields(error=str(err)))
-            origin.close(CloseCode.INTERNAL, "the relay could not store an update")
+            sender.close(CloseCode.INTERNAL, "the relay could not store an update")
 
     def _awareness(
         self, state: DocState, sub: Subscription, message: AwarenessMessage, raw: bytes

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pycrdt import Doc, Map
 
+import relay.committer
 from focusmate.invite import new_room_secret, relay_token, room_id_for
 from sync.control import CloseCode
-from tests.integration.relaykit import DocClient, doc_url, relay_committed, running_relay
+from tests.integration.relaykit import (
+    DEADLINE,
+    DocClient,
+    doc_url,
+    poll,
+    relay_committed,
+    running_relay,
+)
 
 
 async def test_two_clients_sync_a_room_through_the_relay(tmp_path: Path) -> None:
@@ -210,3 +221,59 @@ async def test_an_update_the_relay_cannot_store_closes_its_sender_and_is_not_for
         await carol.wait_value("marker", 1)
         assert bob.value("lost?") is None
         assert carol.value("lost?") is None
+
+
+@pytest.mark.parametrize("own_edit", [True, False], ids=["partly-cut", "wholly-cut"])
+async def test_a_failed_update_closes_the_senders_of_what_was_cut_against_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_edit: bool
+) -> None:
+    """Bob's update holds Alice's edit too (he got it over the LAN), so the relay stores only
+    the rest of it (or nothing): Alice's is in flight. When hers then fails, Bob must resend."""
+    secret = new_room_secret()
+    alices: Doc[Any] = Doc()
+    alices.get("m", type=Map)["shared"] = "from alice"
+    edit = alices.get_update()
+    bobs: Doc[Any] = Doc()
+    bobs.apply_update(edit)
+    if own_edit:
+        bobs.get("m", type=Map)["own"] = "from bob"
+    both = bobs.get_update()
+    # commits on the writer thread (synchronous=full), one update per batch
+    async with running_relay(tmp_path, synchronous="full") as relay_:
+        monkeypatch.setattr(relay.committer, "MAX_BATCH", 1)
+        alice = await DocClient.open(doc_url(relay_, secret))
+        bob = await DocClient.open(doc_url(relay_, secret))
+        await alice.synced.wait()
+        await bob.synced.wait()
+        release, store = threading.Event(), relay_.storage.append_updates
+        failures: list[bytes] = []
+
+        def append(rows: list[tuple[str, bytes]], *, now: float) -> list[int]:
+            if not failures and any(update == edit for _, update in rows):
+                failures.append(edit)
+                release.wait(DEADLINE)  # held until Bob's update is in flight behind it
+                raise sqlite3.OperationalError("disk I/O error")
+            return store(rows, now=now)
+
+        monkeypatch.setattr(relay_.storage, "append_updates", append)
+        state = relay_.hub.docs[room_id_for(secret)]
+        await alice.push(edit)
+        await poll(lambda: state.inflight == 1, "Alice's update in flight")
+        await bob.push(both)
+        if own_edit:
+            await poll(lambda: state.inflight == 2, "Bob's update in flight")
+        else:
+            await poll(lambda: bool(state.unconfirmed[0].dependents), "Bob's update cut")
+        release.set()
+
+        assert (await alice.wait_closed())[0] == CloseCode.INTERNAL
+        assert (await bob.wait_closed()) == (
+            CloseCode.INTERNAL,
+            "the relay could not store an update",
+        )
+        again = await DocClient.open(doc_url(relay_, secret))  # Bob's app reconnects
+        await again.synced.wait()
+        await again.push(both)
+        carol = await DocClient.open(doc_url(relay_, secret))
+        await carol.wait_value("shared", "from alice")
+        assert carol.value("own") == ("from bob" if own_edit else None)
