@@ -142,6 +142,7 @@ LIFTED_LIMITS = (
     "max_connections_per_ip=100000",
     "ip_messages_per_second=1000000",
     "ip_message_burst=1000000",
+    "ip_frames_per_turn=1000000",
 )
 LOOP_LAG = "focusmate_relay_event_loop_lag_seconds"
 _METRIC = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")

@@ -162,6 +162,7 @@ RELAY_BENCH_LIMITS = {
     "byte_burst": 1e12,
     "ip_messages_per_second": 1e9,
     "ip_message_burst": 1e9,
+    "ip_frames_per_turn": 1_000_000,
     "connects_per_ip_per_second": 1e9,
     "connect_burst_per_ip": 1e9,
 }

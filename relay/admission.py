@@ -21,8 +21,8 @@ from focusmate.invite import room_id_for_token
 from relay.config import Limits
 from relay.logs import fields
 from relay.metrics import RelayMetrics
-from relay.ratelimit import BucketsByKey, TokenBucket
 from sync.control import CloseCode
+from sync.ratelimit import BucketsByKey, TokenBucket
 
 log = logging.getLogger("focusmate.relay")
 DOC_ID = re.compile(r"[0-9a-f]{32}")

@@ -36,8 +36,9 @@ class Limits:
     ip_message_burst: float = 800.0
     # Frames of one address handled per turn of the event loop, over all its connections (relay/
     # turns.py): one address cannot crowd the others out of the loop however many connections
-    # it opens, and a lone writer's frames still reach the disk a few per commit.
-    ip_frames_per_turn: int = 8
+    # it opens. At 8 a flooding address's share of a turn was ~5 ms of relay CPU, at 2 ~1.5 ms
+    # (calm p99 ~11 ms against ~9.4, bench/flood_fairness.py ``conns``).
+    ip_frames_per_turn: int = 2
     connects_per_ip_per_second: float = 50.0
     connect_burst_per_ip: float = 200.0
     auth_failures_per_ip_per_minute: float = 20.0

@@ -30,7 +30,6 @@ from relay.logs import fields
 from relay.mailbox import Mailboxes
 from relay.metrics import RelayMetrics
 from relay.peer import Peer
-from relay.ratelimit import BucketsByKey
 from relay.timers import host_command
 from sync import control, handshake
 from sync.control import (
@@ -51,6 +50,7 @@ from sync.control import (
     Unsubscribe,
     Welcome,
 )
+from sync.ratelimit import BucketsByKey
 from sync.wire import ProtocolError
 from sync.ysync import decode_message
 

@@ -21,8 +21,8 @@ from websockets.protocol import State
 
 from focusmate.identity import PublicIdentity
 from relay.config import Limits
-from relay.ratelimit import TokenBucket
 from sync.control import CloseCode, ControlMessage, encode
+from sync.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from relay.metrics import RelayMetrics

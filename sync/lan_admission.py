@@ -13,19 +13,13 @@ a host cycling through addresses cannot grow the table without bound.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from sync.ratelimit import BucketsByKey
 
 FAILURES_PER_MINUTE = 10.0
 FAILURE_BURST = 10.0
 MAX_ADDRESSES = 4096
-
-
-@dataclass(slots=True)
-class _Budget:
-    tokens: float
-    updated: float
 
 
 class LanAdmission:
@@ -37,33 +31,18 @@ class LanAdmission:
         max_addresses: int = MAX_ADDRESSES,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.rate = failures_per_minute / 60.0
-        self.burst = burst
-        self.max_addresses = max_addresses
         self.monotonic = monotonic
-        self._budgets: OrderedDict[str, _Budget] = OrderedDict()
-
-    def _tokens(self, budget: _Budget, now: float) -> float:
-        if now > budget.updated:
-            budget.tokens = min(self.burst, budget.tokens + (now - budget.updated) * self.rate)
-            budget.updated = now
-        return budget.tokens
+        self._budgets = BucketsByKey(failures_per_minute / 60.0, burst, max_keys=max_addresses)
 
     def refused(self, address: str) -> bool:
         """Whether ``address`` has spent its budget of failed handshakes (an address never
         seen has not, and is not remembered for asking)."""
-        budget = self._budgets.get(address)
-        return budget is not None and self._tokens(budget, self.monotonic()) < 1
+        return self._budgets.peek(address, now=self.monotonic()) < 1
 
     def failed(self, address: str) -> None:
         """Count one failed handshake from ``address``."""
         now = self.monotonic()
-        budget = self._budgets.pop(address, None) or _Budget(self.burst, now)
-        self._tokens(budget, now)
-        budget.tokens -= 1
-        self._budgets[address] = budget  # most recently seen last
-        while len(self._budgets) > self.max_addresses:
-            self._budgets.popitem(last=False)
+        self._budgets.get(address, now=now).take(1, now=now)
 
     def __len__(self) -> int:
         return len(self._budgets)

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from focusmate.invite import new_room_secret
-from tests.integration.relaykit import DocClient, RelayProcess
-from tests.integration.test_relay_fuzz import (
+from tests.integration.hostile import (
     HOSTILE_ADDRESSES,
     MAX_FRAME,
     Context,
@@ -31,6 +30,7 @@ from tests.integration.test_relay_fuzz import (
     real_updates,
     run_hostile,
 )
+from tests.integration.relaykit import DocClient, RelayProcess
 
 CONNECTIONS = int(os.environ.get("FOCUSMATE_SOAK_CONNECTIONS", "20000"))
 SEED = int(os.environ.get("FOCUSMATE_FUZZ_SEED", "8"))

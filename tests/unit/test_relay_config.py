@@ -6,7 +6,7 @@ import pytest
 
 from relay.__main__ import build_parser, parse_limits
 from relay.config import Limits
-from relay.ratelimit import BucketsByKey, TokenBucket
+from sync.ratelimit import BucketsByKey, TokenBucket
 
 
 def test_limits_come_from_the_environment_then_flags() -> None:
