@@ -223,7 +223,10 @@ class Relay:
     async def _keepalive_loop(self) -> None:
         while True:
             await asyncio.sleep(self.keepalive.sweep_seconds)
-            self.metrics.dropped_silent.inc(self.keepalive.sweep(self.peers))
+            try:
+                self.metrics.dropped_silent.inc(self.keepalive.sweep(self.peers))
+            except Exception:
+                log.exception("relay.keepalive_failed")
 
     async def _probe_loop(self) -> None:
         """Measure event-loop stalls (a long callback, a full garbage collection): every one
@@ -345,8 +348,10 @@ class Relay:
                 self.metrics.rejected.labels("rate_limited").inc()
                 await asyncio.sleep(wait)
             await self.turns.take(peer.ip)
+            if peer.closed:  # (while it waited)
+                return
             yield frame
-            if peer.inflight >= self.limits.max_inflight_updates:
+            if peer.reading_paused():
                 await peer.wait_for_inflight_room()
 
     # -- /doc/<id>: plain y-websocket -----------------------------------------------------------
