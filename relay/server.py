@@ -347,7 +347,8 @@ class Relay:
             if wait > 0:
                 self.metrics.rejected.labels("rate_limited").inc()
                 await asyncio.sleep(wait)
-            await self.turns.take(peer.ip)
+            if not self.turns.try_take(peer.ip):
+                await self.turns.take(peer.ip)
             if peer.closed:  # (while it waited)
                 return
             yield frame

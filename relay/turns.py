@@ -24,13 +24,20 @@ class Turns:
         self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
         self._turn_scheduled = False
 
-    async def take(self, address: str) -> None:
-        """Return when ``address`` may have one more frame handled: at once while it has frames
-        left this turn (and none waiting before it), else in a later turn."""
+    def try_take(self, address: str) -> bool:
+        """Whether ``address`` may have one more frame handled now: it has frames left this
+        turn, and none waiting before it. (Not a coroutine: this is on every frame's path.)"""
         used = self._used.get(address, 0)
         if used < self.quota and address not in self._waiting:
             self._used[address] = used + 1
             self._schedule_turn()
+            return True
+        return False
+
+    async def take(self, address: str) -> None:
+        """Return when ``address`` may have one more frame handled: at once if
+        :meth:`try_take` allows it, else in a later turn, after the frames waiting before it."""
+        if self.try_take(address):
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(address, deque()).append(waiter)
