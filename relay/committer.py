@@ -71,9 +71,10 @@ class Committer:
     ) -> None:
         self.storage = storage
         self.clock = clock  # wall-clock time recorded with each document write
-        # Without an fsync a commit takes ~0.1 ms: doing it on the loop costs less than handing
-        # it to a thread and back (and measured lower latency and CPU). With one, it must not
-        # block the loop.
+        # Without an fsync a batch of updates commits in ~0.1 ms: doing it on the loop costs less
+        # than handing it to a thread and back (and measured lower latency and CPU). With one, it
+        # must not block the loop; nor must a batch with other writes (a snapshot of a big room
+        # took up to 20 ms on the loop, the calm rooms' p99 during a flood), see _run.
         self._inline = storage.synchronous != "full"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
         self._reader = storage.reader()
@@ -219,7 +220,7 @@ class Committer:
                 batch = self._next_batch()
                 started = loop.time()
                 try:
-                    if self._inline:
+                    if self._inline and all(write.fn is None for write in batch):
                         results = self._commit(batch)
                     else:
                         results = await loop.run_in_executor(self._executor, self._commit, batch)
