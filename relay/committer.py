@@ -52,6 +52,7 @@ class _Write:
     on_commit: Callable[[Any], None] | None = field(default=None)
     append: tuple[str, bytes] | None = None
     on_fail: Callable[[BaseException], None] | None = None
+    slow: bool = False  # commit its batch off the loop (see Committer.submit)
 
     def failed(self, err: BaseException) -> None:
         if self.future is not None:
@@ -71,10 +72,9 @@ class Committer:
     ) -> None:
         self.storage = storage
         self.clock = clock  # wall-clock time recorded with each document write
-        # Without an fsync a batch of updates commits in ~0.1 ms: doing it on the loop costs less
-        # than handing it to a thread and back (and measured lower latency and CPU). With one, it
-        # must not block the loop; nor must a batch with other writes (a snapshot of a big room
-        # took up to 20 ms on the loop, the calm rooms' p99 during a flood), see _run.
+        # Without an fsync a batch commits in ~0.1 ms: doing it on the loop costs less than
+        # handing it to a thread and back (and measured lower latency and CPU). With one, it must
+        # not block the loop; nor must a slow write (see submit).
         self._inline = storage.synchronous != "full"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
         self._reader = storage.reader()
@@ -123,11 +123,16 @@ class Committer:
         fn: Callable[[RelayStorage], T],
         *,
         on_commit: Callable[[T], None] | None = None,
+        slow: bool = False,
     ) -> asyncio.Future[T]:
+        """Queue ``fn(storage)``, run inside a batch's transaction. A ``slow`` one (a big
+        room's snapshot: up to 20 ms measured) has its batch committed on the storage thread,
+        so the loop serves the other rooms meanwhile; the rest commit on the loop, where the
+        hop to a thread would cost more than it saves (and its batch would wait for the GIL)."""
         if self._closed:
             raise RuntimeError("the relay is shutting down")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._enqueue(OTHER, _Write(fn, future, on_commit))
+        self._enqueue(OTHER, _Write(fn, future, on_commit, slow=slow))
         return future
 
     def append(
@@ -220,7 +225,7 @@ class Committer:
                 batch = self._next_batch()
                 started = loop.time()
                 try:
-                    if self._inline and all(write.fn is None for write in batch):
+                    if self._inline and not any(write.slow for write in batch):
                         results = self._commit(batch)
                     else:
                         results = await loop.run_in_executor(self._executor, self._commit, batch)

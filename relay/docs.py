@@ -82,6 +82,14 @@ class ConflictingUpdate(Exception):
     """An update that pycrdt cannot integrate into the document (it panics)."""
 
 
+# A snapshot this big is committed off the loop: a flooded room's took up to 20 ms there, the
+# calm rooms' p99 during a flood (bench/flood_fairness.py ``conns``: 1.9-2.0x with every snapshot
+# on the loop, 1.2-1.4x with them on the thread). The small ones of busy ordinary rooms commit
+# with the updates: sending every snapshot to the thread cost 5-10 % of saturated fan-out
+# (bench/relay_fanout.py), as the committer then waits for the GIL.
+SLOW_SNAPSHOT_BYTES = 32 * 1024
+
+
 class Shadow:
     """The document integrated by pycrdt (no observer, so freed with its DocState), holding
     what is committed plus what is being committed, in order: each update is applied here
@@ -511,7 +519,7 @@ class DocHub:
         def save(storage: RelayStorage) -> None:
             storage.save_snapshot(state.doc_id, merged, upto=upto, now=now)
 
-        return self.committer.submit(save)
+        return self.committer.submit(save, slow=len(merged) > SLOW_SNAPSHOT_BYTES)
 
     def evict_idle(self) -> list[str]:
         """Drop documents idle for longer than the configured time; returns their ids."""
