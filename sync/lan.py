@@ -284,13 +284,15 @@ class LanSession:
         writer = asyncio.get_running_loop().create_task(self._write())
         pinger = asyncio.get_running_loop().create_task(self._ping())
         try:
-            for doc_id in list(self.sessions):
-                self._greet(doc_id)
             # A room we started tracking during the handshake (after our proofs went out, before
             # the engine knew this session) would otherwise stay one-sided until a reconnect.
+            # Offered before any greeting: the peer ignores frames for a room it does not yet
+            # know we share, so a sync step 1 ahead of the proofs would be lost.
             held = self.rooms.lan_rooms()[:MAX_ROOM_PROOFS]
             if frozenset(room_id for room_id, _, _ in held) != self._offered:
                 self.offer_rooms()
+            for doc_id in list(self.sessions):
+                self._greet(doc_id)
             self.send_offers()
             async for frame in self.ws:
                 if isinstance(frame, bytes):
@@ -311,10 +313,10 @@ class LanSession:
             self.offset.add(sample)
         elif isinstance(message, control.RoomProofs):
             new = self._match(message)
+            if new:  # so the peer, too, learns the room is shared, before our sync step 1
+                self.offer_rooms()  # reaches it (it ignores frames for rooms it does not know)
             for doc_id in new:
                 self._greet(doc_id)
-            if new:
-                self.offer_rooms()  # so the peer, too, learns the room is shared
         elif isinstance(message, control.RoomOffers):
             self._receive_offers(message)
         elif self.mail is None:

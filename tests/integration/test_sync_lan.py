@@ -164,6 +164,27 @@ async def test_a_room_joined_while_connected_is_shared_at_once(tmp_path: Path) -
         )
 
 
+async def test_a_join_made_while_connected_reaches_the_peer(tmp_path: Path) -> None:
+    """Bob joins while connected; his join (his member entry) is in his copy before his engine
+    tracks the room. Alice then matches the room first: her sync step 1 must not reach Bob
+    before her proofs do (he ignores frames for a room he does not know they share), or his
+    answer, with his join, never comes and she never sees him as a member."""
+    async with peers(tmp_path, lan=True, count=2) as (alice, bob):
+        room, invite = alice.workspace.create_room("Who is here")
+        await poll(lambda: room.room_id in alice.engine.documents, "alice tracking the room")
+        connect(alice, bob)
+        await poll(lambda: bool(alice.engine.lan_sessions), "the LAN session")
+        bob.workspace.join_room(invite.code)
+        bob_id = bob.workspace.user_id
+
+        def alice_sees_bob() -> bool:
+            alice.workspace.refresh()
+            mine = next(r for r in alice.workspace.rooms() if r.room_id == room.room_id)
+            return bob_id in mine.members()
+
+        await poll(alice_sees_bob, "bob's join")
+
+
 async def test_the_lan_is_switched_off_and_on_while_running(tmp_path: Path) -> None:
     async with peers(tmp_path, lan=True, count=2) as (alice, bob):
         room, invite = alice.workspace.create_room("Toggle")
