@@ -136,7 +136,8 @@ class InFlight:
     origin: Peer | None
     cut: bool
     # senders of updates that arrived while this was the last in flight and were cut entirely
-    dependents: list[Peer] = field(default_factory=list)
+    # (made on the first: this is on every update's path, and almost always stays empty)
+    dependents: list[Peer] | None = None
 
 
 class DocState:
@@ -260,7 +261,7 @@ class DocState:
         if not failed:
             return []
         self.shadow = None  # it holds an update that is not stored
-        senders = [d for e in (oldest, *self.unconfirmed) for d in e.dependents]
+        senders = [d for e in (oldest, *self.unconfirmed) for d in e.dependents or ()]
         senders += [e.origin for e in self.unconfirmed if e.cut and e.origin is not None]
         return senders
 
@@ -413,8 +414,9 @@ class DocHub:
             self.metrics.rejected.labels("invalid_update").inc()
             raise ProtocolError("the update conflicts with the document") from None
         if stored == EMPTY_UPDATE:  # everything in it is stored already, or in flight
-            if state.unconfirmed and origin is not None:
-                state.unconfirmed[-1].dependents.append(origin)  # (see DocState.confirmed)
+            if state.unconfirmed and origin is not None:  # (see DocState.confirmed)
+                last = state.unconfirmed[-1]
+                last.dependents = [*(last.dependents or ()), origin]
             return None
         cut, update = stored != update, stored
         received = self.monotonic() if received is None else received

@@ -348,7 +348,7 @@ class Relay:
                 self.metrics.rejected.labels("rate_limited").inc()
                 await asyncio.sleep(wait)
             if not self.turns.try_take(peer.ip):
-                await self.turns.take(peer.ip)
+                await self.turns.wait(peer.ip)
             if peer.closed:  # (while it waited)
                 return
             yield frame

@@ -5,7 +5,7 @@ buffered would otherwise have them all handled back to back, and an address with
 gets 32 runs of them per turn of the loop to a calm client's one frame. Every calm update then
 waits behind the flood (measured: calm p99 4x its baseline). Here an address's frames beyond
 ``quota`` per turn wait for the next turn, in arrival order, so each address, however many
-connections it has, gets the same share of the loop; a few frames per turn keep a lone fast
+connections it has, gets the same share of the loop; a couple of frames per turn keep a lone fast
 writer's updates batched into one commit.
 """
 
@@ -36,9 +36,13 @@ class Turns:
 
     async def take(self, address: str) -> None:
         """Return when ``address`` may have one more frame handled: at once if
-        :meth:`try_take` allows it, else in a later turn, after the frames waiting before it."""
-        if self.try_take(address):
-            return
+        :meth:`try_take` allows it, else as :meth:`wait`."""
+        if not self.try_take(address):
+            await self.wait(address)
+
+    async def wait(self, address: str) -> None:
+        """Return in a later turn, after the frames of ``address`` waiting before this one
+        (for a frame :meth:`try_take` has just refused)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(address, deque()).append(waiter)
         self._schedule_turn()
