@@ -7,11 +7,9 @@ only then calls each write's ``on_commit`` in submission order (where the relay 
 out) and resolves its future. While a batch commits the next one accumulates, so throughput grows
 with load while latency stays one commit.
 
-Fair to every document: writes queue per document (one lane for the other writes), and a batch
-takes one write from each lane in turn, up to MAX_BATCH, yielding to the event loop between
-batches. A flood into some rooms (one address over many connections, each within its own
-budget) therefore cannot put a calm room's update behind thousands of its own: that update goes
-into the next batch, and a batch (its commit plus its fan-out, which runs on the loop) stays
+Fair to every document: writes queue per document (one lane for the other writes, see
+:mod:`relay.lanes`), a batch takes one write from each lane in turn, up to MAX_BATCH, and the
+loop runs between batches, so a batch (its commit plus its fan-out, which runs on the loop) stays
 small. Each lane stays in submission order, so a document's callbacks come in order.
 
 Each write runs in a savepoint: one failing write (say, a mailbox over its quota) fails alone.
@@ -24,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from relay.lanes import Lanes
 from relay.logs import fields
 from relay.storage import Checkpointer, RelayStorage
 
@@ -79,8 +77,7 @@ class Committer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
         self._reader = storage.reader()
         self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-read")
-        self._lanes: dict[str, deque[_Write]] = {}  # by document id, in round-robin order
-        self._queued = 0
+        self._lanes: Lanes[_Write] = Lanes()  # by document id
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -151,29 +148,9 @@ class Committer:
         self._enqueue(doc_id, _Write(None, None, on_commit, (doc_id, update), on_fail))
 
     def _enqueue(self, lane: str, write: _Write) -> None:
-        queue = self._lanes.get(lane)
-        if queue is None:
-            queue = self._lanes[lane] = deque()
-        queue.append(write)
-        self._queued += 1
+        self._lanes.push(lane, write)
         self._idle.clear()
         self._wake.set()
-
-    def _next_batch(self) -> list[_Write]:
-        """Up to MAX_BATCH writes, one from each lane in turn; a lane left with writes goes to
-        the back of the order, so the lanes after it come first next time."""
-        batch: list[_Write] = []
-        lanes = self._lanes
-        while lanes and len(batch) < MAX_BATCH:
-            for lane in list(lanes):
-                queue = lanes.pop(lane)
-                batch.append(queue.popleft())
-                if queue:
-                    lanes[lane] = queue  # (re-inserted: now last in the order)
-                if len(batch) >= MAX_BATCH:
-                    break
-        self._queued -= len(batch)
-        return batch
 
     async def read(self, fn: Callable[[RelayStorage], T]) -> T:
         """Run a read on the reader connection's thread: it sees what is committed."""
@@ -182,7 +159,7 @@ class Committer:
 
     @property
     def queued(self) -> int:
-        return self._queued
+        return self._lanes.queued
 
     async def flush(self) -> None:
         """Return once everything submitted so far is committed (or failed)."""
@@ -221,8 +198,8 @@ class Committer:
             await self._wake.wait()
             await asyncio.sleep(0)  # let this loop iteration's other frames join the batch
             self._wake.clear()
-            while self._queued:
-                batch = self._next_batch()
+            while self._lanes.queued:
+                batch = self._lanes.batch(MAX_BATCH)
                 started = loop.time()
                 try:
                     if self._inline and not any(write.slow for write in batch):
