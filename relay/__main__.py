@@ -26,6 +26,7 @@ from relay import __version__
 from relay.admin import ADMIN_COMMANDS, add_admin_parsers, run_admin
 from relay.config import Limits, RelayConfig
 from relay.logs import configure, fields
+from relay.redis_link import RedisUnavailable
 from relay.server import Relay
 from relay.storage import StorageError
 
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("KEEPALIVE_SECONDS", "30") or 30),
         help="a connection silent this long is pinged, and closed if it stays silent as long "
         "again (env ..._KEEPALIVE_SECONDS)",
+    )
+    serve.add_argument(
+        "--redis-url",
+        default=_env("REDIS_URL") or None,
+        help="share documents, presence, timers and mail with other relay processes through "
+        "this Redis, e.g. redis://127.0.0.1:6379/0, instead of SQLite in --data-dir (env "
+        "..._REDIS_URL; see docs/scale-out.md)",
     )
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
     add_admin_parsers(sub)
@@ -214,18 +222,24 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
                 synchronous=args.synchronous,
                 drain_seconds=args.drain_seconds,
                 keepalive_seconds=args.keepalive_seconds,
+                redis_url=args.redis_url,
                 log_level=args.log_level,
             )
             if (config.tls_cert is None) != (config.tls_key is None):
                 raise ValueError("--tls-cert and --tls-key go together")
-            with data_dir_lock(config.data_dir):
-                asyncio.run(_serve(config))
+            if config.redis_url is not None:
+                if not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
+                    raise ValueError("--redis-url must start with redis://, rediss:// or unix://")
+                asyncio.run(_serve(config))  # (many processes share Redis: no data dir to lock)
+            else:
+                with data_dir_lock(config.data_dir):
+                    asyncio.run(_serve(config))
             return 0
         if args.command in ADMIN_COMMANDS:
             result = run_admin(args, lock=data_dir_lock)
             print(json.dumps(result, indent=2, sort_keys=True), file=stdout)
             return 0
-    except (StorageError, ValueError, OSError) as err:
+    except (StorageError, RedisUnavailable, ValueError, OSError) as err:
         log.error("relay.failed", extra=fields(error=str(err)))
         return 1
     return 2

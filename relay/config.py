@@ -73,6 +73,9 @@ class RelayConfig:
     drain_seconds: float = 10.0
     # A connection silent this long is pinged, and closed if it stays silent as long again.
     keepalive_seconds: float = 30.0
+    # Several relay processes share documents, presence, timers and mail through this Redis
+    # (relay/shared_log.py) instead of each keeping its own SQLite database.
+    redis_url: str | None = None
     log_level: str = "info"
 
     @property

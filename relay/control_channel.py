@@ -30,6 +30,7 @@ from relay.logs import fields
 from relay.mailbox import Mailboxes
 from relay.metrics import RelayMetrics
 from relay.peer import Peer
+from relay.redis_link import RedisUnavailable
 from relay.timers import host_command
 from sync import control, handshake
 from sync.control import (
@@ -161,7 +162,7 @@ class ControlChannel:
                 max_docs=self.limits.max_docs_per_connection,
             )
         )
-        await self.mailboxes.deliver_waiting(peer)
+        await self.mailboxes.arrived(peer)
         return True
 
     def _addresses(self, peer: Peer) -> frozenset[str]:
@@ -239,20 +240,24 @@ class ControlChannel:
         assert peer.identity is not None
         async with state.timer_lock:
             try:
-                new_state, delta = host_command(
-                    doc_id=request.doc_id,
-                    merged=state.merged(),
-                    member=peer.identity,
-                    command=request.command,
-                    now=self.clock.now(),
-                    client_id=state.relay_client_id,
-                )
+                async with self.hub.exclusive(state.doc_id):
+                    new_state, delta = host_command(
+                        doc_id=request.doc_id,
+                        merged=state.merged(),
+                        member=peer.identity,
+                        command=request.command,
+                        now=self.clock.now(),
+                        client_id=state.relay_client_id,
+                    )
+                    if delta is not None:
+                        committed = self.hub.submit_update(state, delta, origin=None)
+                        if committed is not None:
+                            await committed
             except FocusMateError as err:
                 peer.send_control(Error("timer_refused", str(err), request.id))
                 return
-            if delta is not None:
-                committed = self.hub.submit_update(state, delta, origin=None)
-                if committed is not None:
-                    await committed
+            except RedisUnavailable as err:
+                peer.send_control(Error("timer_refused", f"try again: {err}", request.id))
+                return
         self.metrics.timer_commands.inc()
         peer.send_control(TimerApplied(request.id, request.doc_id, new_state.to_dict()))

@@ -16,6 +16,9 @@ Rules:
 * Each update is also checked against the document, not only alone (see :class:`Shadow`): two
   updates valid alone can together make pycrdt panic, which would poison the room for every
   pycrdt client (each new subscriber's sync step 2 panics) and break compaction.
+* With several relay processes on one Redis (relay/shared_log.py) the log also holds other
+  processes' entries: each is checked the same way before it goes live here, and presence
+  changes go through Redis (which owns the ownership rule) and come back to every process.
 """
 
 from __future__ import annotations
@@ -25,21 +28,22 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pycrdt import Doc, get_state, get_update, merge_updates
 
 from focusmate.clock import Clock
 from focusmate.document import validate_update
 from focusmate.errors import ValidationError
-from relay.committer import Committer
 from relay.config import RelayConfig
+from relay.doclog import DocLog
 from relay.logs import fields
 from relay.metrics import RelayMetrics
 from relay.peer import Peer, frame_for
-from relay.storage import LoadedDoc, RelayStorage, UnfoldableLog, fold_log
+from relay.shared_log import SharedDocLog
+from relay.storage import LoadedDoc, UnfoldableLog, fold_log
 from relay.timers import new_client_id
 from sync.control import CloseCode
 from sync.wire import ProtocolError
@@ -75,7 +79,7 @@ class Subscription:
 class Presence:
     clock: int
     entry: AwarenessEntry
-    owner: Peer | None
+    owner: Peer | str | None  # a connection here, or (shared logs) "<process>:<connection>"
 
 
 class ConflictingUpdate(Exception):
@@ -127,7 +131,7 @@ class Shadow:
         return update
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class InFlight:
     """An update submitted for commit: what is stored, who sent it, and whether part of what
     they sent was cut off as already held (by an update that may yet fail)."""
@@ -176,9 +180,7 @@ class DocState:
         self.compact_after = max(1, round(compact_after * random.uniform(0.5, 1.5)))
         self.metrics = metrics
         self._base: bytes | None = None
-        self.pending: list[bytes] = list(loaded.updates)
-        self.last_id = loaded.last_id
-        self.unsnapshotted = loaded.pending
+        self.pending: list[bytes] = []
         self.subs: dict[Peer, Subscription] = {}
         self.awareness: dict[int, Presence] = {}
         self.inflight = 0
@@ -190,6 +192,35 @@ class DocState:
         self.unconfirmed: deque[InFlight] = deque()  # submitted, not committed or failed yet
         self.shadow_failed = False  # the stored log itself cannot be integrated (logged once)
         self.unfoldable = False  # compaction keeps the log merged byte-wise (logged once)
+        self.take(loaded)
+
+    def take(self, loaded: LoadedDoc) -> None:
+        """Hold ``loaded`` (at load, or again when a shared log was reloaded). A shared log's
+        entries were written by several processes: each is checked against those before it,
+        as updates are before they are stored (a conflicting one is left out, an overlapping
+        one cut), and the check's document is kept for the entries still to come."""
+        self._base = None
+        self.last_id = loaded.last_id
+        self.unsnapshotted = loaded.pending
+        if loaded.trusted:
+            self.pending = list(loaded.updates)
+            self.shadow = None
+            return
+        self.pending = []
+        self.shadow = Shadow([])
+        for update in loaded.updates:
+            try:
+                stored = self.shadow.integrate(update)
+            except ConflictingUpdate as err:
+                self._left_out(str(err))
+                self.shadow = Shadow(self.pending)
+                continue
+            if stored != EMPTY_UPDATE:
+                self.pending.append(stored)
+
+    def _left_out(self, problem: str) -> None:
+        self.metrics.rejected.labels("conflicting_entry").inc()
+        log.error("relay.entry_left_out", extra=fields(doc_id=self.doc_id, error=problem))
 
     def merged(self) -> bytes:
         """The whole document as one update (merging what arrived since the last call)."""
@@ -253,17 +284,38 @@ class DocState:
             self.shadow = None  # rebuilt on the next write, without this update
             raise
 
-    def confirmed(self, *, failed: bool) -> list[Peer]:
-        """The oldest update in flight was committed or failed (callbacks come in order).
-        After a failure, the senders of later updates that were cut against it: what was cut
-        is now stored nowhere, and they must send it again."""
-        oldest = self.unconfirmed.popleft()
+    def confirmed(self, entry: InFlight, *, failed: bool) -> list[Peer]:
+        """An update in flight was committed or failed (usually the oldest: a shared log
+        reports a failure as soon as Redis answers, and successes in log order). After a
+        failure, the senders of later updates that were cut against it: what was cut is now
+        stored nowhere, and they must send it again."""
+        if self.unconfirmed[0] is entry:
+            self.unconfirmed.popleft()
+            index = 0
+        else:
+            index = self.unconfirmed.index(entry)
+            del self.unconfirmed[index]
         if not failed:
             return []
         self.shadow = None  # it holds an update that is not stored
-        senders = [d for e in (oldest, *self.unconfirmed) for d in e.dependents or ()]
-        senders += [e.origin for e in self.unconfirmed if e.cut and e.origin is not None]
+        later = list(self.unconfirmed)[index:]
+        senders = [d for e in (entry, *later) for d in e.dependents or ()]
+        senders += [e.origin for e in later if e.cut and e.origin is not None]
         return senders
+
+    def add_entry(self, update: bytes, seq: int) -> bytes | None:
+        """Another process's entry, in log order: the part of it to hand on, or None."""
+        try:
+            stored = self.check(update)
+        except ConflictingUpdate as err:
+            self._left_out(str(err))
+            stored = EMPTY_UPDATE
+        if stored == EMPTY_UPDATE:
+            self.last_id = seq
+            self.unsnapshotted += 1
+            return None
+        self.add_committed(stored, seq)
+        return stored
 
     def add_committed(self, update: bytes, row_id: int) -> None:
         self.pending.append(update)
@@ -295,13 +347,18 @@ class DocHub:
     def __init__(
         self,
         *,
-        committer: Committer,
+        log: DocLog,
         config: RelayConfig,
         metrics: RelayMetrics,
         clock: Clock,
         monotonic: Callable[[], float],
     ) -> None:
-        self.committer = committer
+        self.log = log
+        # the same object when the log is shared by several processes (relay/shared_log.py)
+        self.shared = cast(SharedDocLog, log) if log.shared else None
+        if self.shared is not None:
+            self.shared.sink = self
+        self.owners: dict[str, Peer] = {}  # (shared) "<process>:<connection>" -> connection
         self.config = config
         self.metrics = metrics
         self.clock = clock
@@ -322,7 +379,7 @@ class DocHub:
         future: asyncio.Future[DocState] = asyncio.get_running_loop().create_future()
         self._loading[doc_id] = future
         try:
-            loaded = await self.committer.read(lambda s: s.load_doc(doc_id))
+            loaded = await self.log.load(doc_id)
             state = DocState(
                 doc_id,
                 loaded,
@@ -331,6 +388,9 @@ class DocHub:
                 compact_after=self.config.compact_after_updates,
             )
             self.docs[doc_id] = state
+            for owner, entry in loaded.presence:
+                state.awareness[entry.client_id] = Presence(entry.clock, entry, owner)
+            self.log.started(doc_id)
             self.metrics.documents.set(len(self.docs))
             future.set_result(state)
         except BaseException as err:
@@ -345,6 +405,8 @@ class DocHub:
         """Add a subscriber and greet it as a y-websocket server does: sync step 1, presence."""
         state = await self.open(doc_id)
         state.subs[peer] = Subscription(peer, prefix)
+        if self.shared is not None:
+            self.owners[self.owner_key(peer)] = peer
         state.idle_since = None
         peer.subscriptions.add(doc_id)
         merged = state.merged()
@@ -360,7 +422,9 @@ class DocHub:
         if state is None:
             return
         sub = state.subs.pop(peer, None)
-        if sub is not None and sub.awareness_ids:
+        if sub is not None and sub.awareness_ids and self.shared is not None:
+            self.shared.drop_presence(doc_id, self.owner_key(peer), sub.awareness_ids)
+        elif sub is not None and sub.awareness_ids:
             gone = []
             for client_id in sub.awareness_ids:
                 presence = state.awareness.pop(client_id, None)
@@ -420,14 +484,16 @@ class DocHub:
             return None
         cut, update = stored != update, stored
         received = self.monotonic() if received is None else received
-        state.unconfirmed.append(InFlight(update, origin, cut))
         state.inflight += 1
         if origin is not None:
             origin.inflight += 1
         done = asyncio.get_running_loop().create_future() if origin is None else None
 
+        inflight = InFlight(update, origin, cut)
+        state.unconfirmed.append(inflight)
+
         def committed(row_id: int) -> None:
-            state.confirmed(failed=False)
+            state.confirmed(inflight, failed=False)
             state.add_committed(update, row_id)
             self.metrics.updates_in.inc()
             sent = state.broadcast(update_message(update), skip=origin)
@@ -440,13 +506,15 @@ class DocHub:
                 done.set_result(None)
 
         def failed(err: BaseException) -> None:
-            for sender in state.confirmed(failed=True):
+            for sender in state.confirmed(inflight, failed=True):
                 self._lost_part(sender, err)
             self._write_done(state, origin, err)
             if done is not None:
                 done.set_exception(err)
+            if self.shared is not None:  # (it may be stored after all: the reply was lost)
+                self.shared.sync(state.doc_id)
 
-        self.committer.append(state.doc_id, update, on_commit=committed, on_fail=failed)
+        self.log.append(state.doc_id, update, on_commit=committed, on_fail=failed)
         return done
 
     def _write_done(self, state: DocState, origin: Peer | None, err: BaseException | None) -> None:
@@ -469,6 +537,9 @@ class DocHub:
     def _awareness(
         self, state: DocState, sub: Subscription, message: AwarenessMessage, raw: bytes
     ) -> None:
+        if self.shared is not None:
+            self._offer_presence(state, sub, message)
+            return
         accepted = []
         limit = sub.peer.limits.awareness_clients_per_connection
         for entry in message.entries:
@@ -499,13 +570,119 @@ class DocHub:
             out = encode_message(AwarenessMessage(tuple(accepted)))
         state.broadcast(out, skip=sub.peer)
 
+    def _offer_presence(
+        self, state: DocState, sub: Subscription, message: AwarenessMessage
+    ) -> None:
+        """(shared) Offer what this connection may change to Redis, whose script applies the
+        ownership rule for every process at once; what it accepts comes back through
+        :meth:`presence`, here too. New client ids count against the connection's limit now."""
+        assert self.shared is not None
+        offered = []
+        limit = sub.peer.limits.awareness_clients_per_connection
+        for entry in message.entries:
+            current = state.awareness.get(entry.client_id)
+            if current is not None and current.owner is not sub.peer:
+                continue
+            if current is None and entry.client_id not in sub.awareness_ids:
+                if entry.state is None:
+                    continue
+                if len(sub.awareness_ids) >= limit:
+                    self.metrics.rejected.labels("awareness_clients").inc()
+                    continue
+                sub.awareness_ids.add(entry.client_id)
+            offered.append(entry)
+        if offered:
+            self.shared.publish_presence(state.doc_id, self.owner_key(sub.peer), offered)
+
+    def exclusive(self, doc_id: str) -> AbstractAsyncContextManager[None]:
+        """For a hosted timer command: the room's timer to itself, over all relay processes,
+        with this one caught up with the log (one process: the DocState's lock is enough)."""
+        if self.shared is None:
+            return nullcontext()
+        return self.shared.exclusive(doc_id)
+
+    def owner_key(self, peer: Peer) -> str:
+        assert self.shared is not None
+        return f"{self.shared.link.process_id}:{peer.serial}"
+
+    # -- what other processes wrote (shared logs: relay/shared_log.py calls these) ----------------
+
+    def entry(self, doc_id: str, seq: int, update: bytes) -> None:
+        state = self.docs.get(doc_id)
+        if state is None or seq <= state.last_id:
+            return
+        stored = state.add_entry(update, seq)
+        if stored is not None:
+            self.metrics.updates_out.inc(state.broadcast(update_message(stored)))
+
+    def presence(self, doc_id: str, owner: str, entries: list[AwarenessEntry]) -> None:
+        """Presence changes Redis accepted (from any process), applied and sent on. Checked
+        against the clocks held: one may have waited while the document loaded."""
+        state = self.docs.get(doc_id)
+        if state is None:
+            return
+        peer = self.owners.get(owner)
+        sub = state.subs.get(peer) if peer is not None else None
+        accepted = []
+        for entry in entries:
+            current = state.awareness.get(entry.client_id)
+            if current is None and entry.state is None:
+                continue
+            if current is not None and (
+                entry.clock < current.clock
+                or (entry.clock == current.clock and entry.state is not None)
+            ):
+                continue
+            if entry.state is None:
+                del state.awareness[entry.client_id]
+                if sub is not None:
+                    sub.awareness_ids.discard(entry.client_id)
+            else:
+                state.awareness[entry.client_id] = Presence(entry.clock, entry, peer or owner)
+            accepted.append(entry)
+        if accepted:
+            state.broadcast(encode_message(AwarenessMessage(tuple(accepted))), skip=peer)
+
+    def process_dead(self, process_id: str) -> None:
+        """A relay process stopped without saying goodbye: its connections' presence goes."""
+        assert self.shared is not None
+        prefix = f"{process_id}:"
+        for doc_id, state in self.docs.items():
+            gone = [
+                AwarenessEntry(client_id, presence.clock + 1, None)
+                for client_id, presence in state.awareness.items()
+                if isinstance(presence.owner, str) and presence.owner.startswith(prefix)
+            ]
+            for entry in gone:
+                del state.awareness[entry.client_id]
+            if gone:
+                state.broadcast(encode_message(AwarenessMessage(tuple(gone))))
+            self.shared.drop_presence(doc_id, prefix)
+
+    def snapshot_saved(self, doc_id: str, upto: int) -> None:
+        state = self.docs.get(doc_id)
+        if state is not None:
+            state.unsnapshotted = min(state.unsnapshotted, max(0, state.last_id - upto))
+
+    def reload(self, doc_id: str, loaded: LoadedDoc) -> None:
+        """The shared log moved on past what this process could follow: take it as it is now,
+        and send the subscribers what they are missing."""
+        state = self.docs.get(doc_id)
+        if state is None:
+            return
+        before = get_state(state.merged())
+        state.take(loaded)
+        missing = get_update(state.merged(), before)
+        if missing != EMPTY_UPDATE:
+            self.metrics.updates_out.inc(state.broadcast(update_message(missing)))
+
     # -- housekeeping ---------------------------------------------------------------------------
 
     def compact(self, state: DocState) -> asyncio.Future[None]:
         """Fold the committed log into a snapshot (garbage-collected when nothing is pending,
         so overwritten values stop costing bytes), in memory and on disk. A log that cannot
         even be merged is left as it is (logged once by DocState.fold)."""
-        upto, now = state.last_id, self.clock.now()
+        upto = state.last_id
         try:
             merged = state.fold()
         except UnfoldableLog:
@@ -518,10 +695,9 @@ class DocHub:
             1, round(self.config.compact_after_updates * random.uniform(0.5, 1.5))
         )
 
-        def save(storage: RelayStorage) -> None:
-            storage.save_snapshot(state.doc_id, merged, upto=upto, now=now)
-
-        return self.committer.submit(save, slow=len(merged) > SLOW_SNAPSHOT_BYTES)
+        return self.log.save_snapshot(
+            state.doc_id, merged, upto=upto, slow=len(merged) > SLOW_SNAPSHOT_BYTES
+        )
 
     def evict_idle(self) -> list[str]:
         """Drop documents idle for longer than the configured time; returns their ids."""
@@ -534,6 +710,7 @@ class DocHub:
                 if state.unsnapshotted:
                     self.compact(state)
                 del self.docs[doc_id]
+                self.log.release(doc_id)
                 evicted.append(doc_id)
         self.metrics.documents.set(len(self.docs))
         return evicted
@@ -541,6 +718,8 @@ class DocHub:
     def drop_peer(self, peer: Peer) -> None:
         for doc_id in list(peer.subscriptions):
             self.unsubscribe(doc_id, peer)
+        if self.shared is not None:
+            self.owners.pop(self.owner_key(peer), None)
 
 
 def close_for(err: ProtocolError) -> tuple[int, str]:

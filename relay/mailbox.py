@@ -13,6 +13,9 @@ Rules:
   Receipts are mailbox items too: stored, delivered live, acknowledged — and best-effort: one
   that would overflow its recipient's mailbox is dropped.
 * Items older than ``mailbox_max_age_seconds`` are purged.
+* Where items are kept is a :class:`relay.mailbox_store.MailStore`'s business: this process's
+  SQLite database, or Redis shared by several relay processes (a recipient's connections may be
+  on any of them).
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from focusmate.clock import Clock
 from focusmate.dm import Envelope, verify_envelope
 from focusmate.errors import ValidationError
 from focusmate.identity import parse_user_id
-from relay.committer import Committer
 from relay.config import Limits
+from relay.mailbox_store import MailStore
 from relay.metrics import RelayMetrics
 from relay.peer import Peer
-from relay.storage import MailItem, RelayStorage
+from relay.storage import MailItem
 from sync.control import DmAccepted, DmDeliver, Receipt
 
 MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
@@ -39,21 +42,17 @@ KIND_RECEIPT = "receipt"
 RECEIPT_KINDS = frozenset({"delivered", "read"})
 
 
-class MailboxFull(ValidationError):
-    pass
-
-
 class Mailboxes:
     def __init__(
         self,
         *,
-        committer: Committer,
+        store: MailStore,
         limits: Limits,
         clock: Clock,
         metrics: RelayMetrics,
         online: Callable[[str], Iterable[Peer]],
     ) -> None:
-        self.committer = committer
+        self.store = store
         self.limits = limits
         self.clock = clock
         self.metrics = metrics
@@ -75,52 +74,41 @@ class Mailboxes:
             body=body,
             stored_at=self.clock.now(),
         )
-        stored = await self.committer.submit(lambda s: self._put(s, item))
+        [stored] = await self.store.put([item])
         sender.send_control(DmAccepted(envelope.id))
         if stored:
             self.metrics.dms.inc()
-            self._deliver_live(item)
+            self._announce(item)
 
-    def _put_receipt(self, storage: RelayStorage, item: MailItem) -> bool:
-        """Receipts are best-effort: one that would overflow a mailbox is dropped, so nobody can
-        fill another user's mailbox (or send queue) with receipts."""
-        try:
-            return self._put(storage, item)
-        except MailboxFull:
-            return False
-
-    def _put(self, storage: RelayStorage, item: MailItem) -> bool:
-        items, size = storage.mailbox_usage(item.recipient)
-        if items + 1 > self.limits.mailbox_max_items:
-            raise MailboxFull(f"the recipient's mailbox is full ({items} items waiting)")
-        if size + len(item.body) > self.limits.mailbox_max_bytes:
-            raise MailboxFull("the recipient's mailbox is full (too many bytes waiting)")
-        return storage.put_mail(item)
-
-    async def deliver_waiting(self, peer: Peer) -> int:
-        """Send a newly authenticated connection everything waiting for its user."""
+    async def arrived(self, peer: Peer) -> int:
+        """A newly authenticated connection: from now on it gets its user's items live, and
+        now everything waiting (an item may come both ways; clients keep one per id)."""
         assert peer.identity is not None
         user_id = peer.identity.user_id
-        items = await self.committer.read(lambda s: s.mail_for(user_id))
+        await self.store.watch(user_id, self._deliver_live)
+        items = await self.store.waiting(user_id)
         for item in items:
             peer.send_control(_as_message(item))
         return len(items)
 
+    async def left(self, peer: Peer) -> None:
+        """An authenticated connection went (the store stops watching with the last)."""
+        if peer.identity is not None:
+            await self.store.unwatch(peer.identity.user_id)
+
     async def acknowledge(self, peer: Peer, ids: Iterable[str]) -> None:
+        """Remove what the recipient has, and queue "delivered" receipts for its senders.
+        Receipts are best-effort: one that would overflow a mailbox is dropped, so nobody can
+        fill another user's mailbox (or send queue) with receipts."""
         assert peer.identity is not None
-        user_id, wanted, now = peer.identity.user_id, list(ids), self.clock.now()
-
-        def take(storage: RelayStorage) -> list[MailItem]:
-            taken = storage.take_mail(user_id, wanted)
-            receipts = []
-            for item in taken:
-                if item.kind == KIND_MESSAGE:
-                    sender = json.loads(item.body)["sender"]
-                    receipts.append(_receipt(sender, item.id, "delivered", by=user_id, at=now))
-            return [r for r in receipts if self._put_receipt(storage, r)]
-
-        for receipt in await self.committer.submit(take):
-            self._deliver_live(receipt)
+        user_id, now = peer.identity.user_id, self.clock.now()
+        taken = await self.store.take(user_id, list(ids))
+        receipts = [
+            _receipt(json.loads(item.body)["sender"], item.id, "delivered", by=user_id, at=now)
+            for item in taken
+            if item.kind == KIND_MESSAGE
+        ]
+        await self._put_receipts(receipts)
 
     async def mark_read(self, peer: Peer, sender: str, message_ids: Iterable[str]) -> None:
         assert peer.identity is not None
@@ -133,13 +121,19 @@ class Mailboxes:
         if not all(MESSAGE_ID.fullmatch(mid) for mid in ids):
             raise ValidationError("message ids are 32 lowercase hex characters")
         user_id, now = peer.identity.user_id, self.clock.now()
-        receipts = [_receipt(sender, mid, "read", by=user_id, at=now) for mid in ids]
+        await self._put_receipts([_receipt(sender, mid, "read", by=user_id, at=now) for mid in ids])
 
-        def put(storage: RelayStorage) -> list[MailItem]:
-            return [r for r in receipts if self._put_receipt(storage, r)]
+    async def _put_receipts(self, receipts: list[MailItem]) -> None:
+        if not receipts:
+            return
+        stored = await self.store.put(receipts, best_effort=True)
+        for receipt, ok in zip(receipts, stored, strict=True):
+            if ok:
+                self._announce(receipt)
 
-        for receipt in await self.committer.submit(put):
-            self._deliver_live(receipt)
+    def _announce(self, item: MailItem) -> None:
+        if not self.store.announces:  # (a shared store announces to every process itself)
+            self._deliver_live(item)
 
     def _deliver_live(self, item: MailItem) -> None:
         message = _as_message(item)
@@ -147,12 +141,11 @@ class Mailboxes:
             peer.send_control(message)
 
     async def expire(self) -> int:
-        cutoff = self.clock.now() - self.limits.mailbox_max_age_seconds
-        return await self.committer.submit(lambda s: s.expire_mail(cutoff))
+        return await self.store.expire(self.clock.now() - self.limits.mailbox_max_age_seconds)
 
     async def refresh_gauges(self) -> None:
         """Read the totals (on a metrics scrape, not on every message)."""
-        items, size = await self.committer.read(lambda s: s.mailbox_totals())
+        items, size = await self.store.totals()
         self.metrics.mailbox_items.set(items)
         self.metrics.mailbox_bytes.set(size)
 

@@ -11,6 +11,7 @@ queue freed, so a slow consumer costs bounded memory and never slows the others.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 # Up to this many bytes may wait in the transport before frames go through the queue instead.
 DIRECT_WRITE_BUFFER = 64 * 1024
 CLOSE_GRACE_SECONDS = 1.0
+_SERIALS = itertools.count(1)
 
 
 def frame_for(data: bytes | str) -> bytes:
@@ -79,6 +81,7 @@ class Peer:
         "outbox",
         "pinged",
         "queued_bytes",
+        "serial",
         "subscriptions",
         "ws",
     )
@@ -95,6 +98,7 @@ class Peer:
         now: float,
     ) -> None:
         self.ws = ws
+        self.serial = next(_SERIALS)  # names the connection to other relay processes
         self.ip = ip
         self.endpoint = endpoint
         self.limits = limits

@@ -42,12 +42,18 @@ from relay.admission import CONTROL_PATH, DOC_PREFIX, Admission
 from relay.committer import Committer
 from relay.config import RelayConfig
 from relay.control_channel import ControlChannel, Sessions
+from relay.doclog import DocLog, SqliteDocLog
 from relay.docs import DocHub
 from relay.keepalive import Keepalive
 from relay.logs import fields
 from relay.mailbox import Mailboxes
+from relay.mailbox_store import MailStore, SqliteMailStore
 from relay.metrics import CONTENT_TYPE, RelayMetrics
 from relay.peer import Outbox, Peer
+from relay.redis_link import RedisLink, RedisUnavailable
+from relay.shared_clock import SharedClock
+from relay.shared_log import SharedDocLog
+from relay.shared_mailbox import SharedMailStore
 from relay.storage import RelayStorage
 from relay.turns import Turns
 from sync.control import CloseCode
@@ -81,13 +87,30 @@ class Relay:
     ) -> None:
         self.config = config
         self.limits = config.limits
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.monotonic = monotonic
         self.metrics = RelayMetrics()
-        self.storage = RelayStorage(config.database, synchronous=config.synchronous)
-        self.committer = Committer(self.storage, on_batch=self._observe_batch, clock=self.clock.now)
+        # SQLite in the data directory (the default), or Redis shared with other relay processes
+        self.storage: RelayStorage | None = None
+        self.committer: Committer | None = None
+        self.link: RedisLink | None = None
+        self.shared_clock: SharedClock | None = None
+        doclog: DocLog
+        store: MailStore
+        if config.redis_url:
+            self.link = RedisLink(config.redis_url)
+            self.clock = self.shared_clock = SharedClock(self.link, self.clock)
+            doclog = SharedDocLog(self.link)
+            store = SharedMailStore(self.link, self.limits)
+        else:
+            self.storage = RelayStorage(config.database, synchronous=config.synchronous)
+            self.committer = Committer(
+                self.storage, on_batch=self._observe_batch, clock=self.clock.now
+            )
+            doclog = SqliteDocLog(self.committer)
+            store = SqliteMailStore(self.committer, self.limits)
         self.hub = DocHub(
-            committer=self.committer,
+            log=doclog,
             config=config,
             metrics=self.metrics,
             clock=self.clock,
@@ -95,7 +118,7 @@ class Relay:
         )
         self.sessions = Sessions()
         self.mailboxes = Mailboxes(
-            committer=self.committer,
+            store=store,
             limits=self.limits,
             clock=self.clock,
             metrics=self.metrics,
@@ -136,7 +159,12 @@ class Relay:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.committer.start()
+        if self.link is not None and self.shared_clock is not None:
+            await self.link.start()
+            await self.shared_clock.start()
+            self.link.on_process_dead = self.hub.process_dead
+        if self.committer is not None:
+            self.committer.start()
         tls = None
         if self.config.tls_cert is not None:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -169,7 +197,8 @@ class Relay:
                 host=self.config.host,
                 port=self.port,
                 tls=self.config.tls,
-                data_dir=str(self.config.data_dir),
+                data_dir=str(self.config.data_dir) if self.link is None else None,
+                redis=self.link.process_id if self.link is not None else None,
                 version=__version__,
             ),
         )
@@ -194,7 +223,11 @@ class Relay:
                 await asyncio.wait_for(self._server.wait_closed(), self.config.drain_seconds)
             except TimeoutError:
                 log.warning("relay.drain_timeout", extra=fields(connections=len(self.peers)))
-        await self.committer.close()
+        if self.committer is not None:
+            await self.committer.close()
+        if self.link is not None and self.shared_clock is not None:
+            await self.shared_clock.close()
+            await self.link.close()
         log.info("relay.stopped")
 
     async def _housekeep(self) -> None:
@@ -272,17 +305,14 @@ class Relay:
         return _text(status, text + "\n")
 
     async def _healthz(self, connection: ServerConnection) -> Response:
-        try:
-            problem = await asyncio.wait_for(self.committer.read(lambda s: s.check()), 5.0)
-        except TimeoutError:
-            problem = "storage did not answer within 5 s"
+        problem = await self.hub.log.check()
         body = {
             "status": "ok" if problem is None else "failing",
             "storage": "ok" if problem is None else problem,
             "version": __version__,
             "connections": len(self.peers),
             "documents_in_memory": len(self.hub.docs),
-            "commit_queue": self.committer.queued,
+            "commit_queue": self.hub.log.queued,
         }
         status = HTTPStatus.OK if problem is None else HTTPStatus.SERVICE_UNAVAILABLE
         return _response(status, json.dumps(body).encode(), "application/json")
@@ -314,6 +344,9 @@ class Relay:
         except ProtocolError as err:
             self.metrics.rejected.labels("bad_frame").inc()
             peer.close(CloseCode.BAD_FRAME, f"bad frame: {err}")
+        except RedisUnavailable as err:
+            log.error("relay.redis_unavailable", extra=fields(ip=ip, error=str(err)))
+            peer.close(CloseCode.TRY_AGAIN, "the relay cannot reach its storage; try again")
         except ConnectionClosed:
             pass
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
@@ -323,6 +356,7 @@ class Relay:
             peer.close(CloseCode.INTERNAL, "internal error")
         finally:
             self._forget(peer)
+            await self.mailboxes.left(peer)
             await peer.finish()
 
     def _forget(self, peer: Peer) -> None:

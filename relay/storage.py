@@ -27,6 +27,7 @@ from pycrdt import merge_updates
 
 from focusmate.store import fold_updates
 from relay.logs import fields
+from sync.ysync import AwarenessEntry
 
 APPLICATION_ID = 0x466D5452  # "FmTR"
 SCHEMA_VERSION = 1
@@ -101,6 +102,10 @@ class LoadedDoc:
     updates: list[bytes]  # snapshot first (if any), then the log, in commit order
     last_id: int  # highest update row id folded in; 0 for an empty document
     pending: int  # updates not yet folded into the snapshot
+    # Each update was checked against the ones before it when it was stored (one writer). A
+    # log several processes append to (relay/shared_log.py) is checked when it is loaded.
+    trusted: bool = True
+    presence: tuple[tuple[str, AwarenessEntry], ...] = ()  # (owner, entry), shared logs only
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # the relay is shutting down: reconnect (elsewhere) with backoff
     TOO_BIG = 1009  # a frame over the relay's max_frame_bytes
     INTERNAL = 1011  # e.g. the relay could not store an update: reconnect to resync
+    TRY_AGAIN = 1013  # the relay cannot reach its storage (Redis) for now: reconnect with backoff
     BAD_FRAME = 4400  # malformed frame or message, or an invalid document update
     UNAUTHORIZED = 4401  # failed handshake or token
     NOT_FOUND = 4404  # malformed document id

@@ -1,0 +1,349 @@
+"""One relay process's link to the shared Redis: commands, ordered writes, channels, liveness.
+
+Several relay processes behind one load balancer share their state through Redis
+(``serve --redis-url``); this module is the plumbing they share, and knows nothing of documents
+or mail:
+
+* :meth:`RedisLink.write` queues a command in a lane (one per document) for the writer, which
+  sends what is queued as one pipeline and waits for its replies before sending the next. So
+  one process's writes to a document reach Redis in the order they were made, and many writes
+  share a round trip, like the SQLite group commit (relay/committer.py).
+* :meth:`RedisLink.listen` subscribes a channel and returns once Redis confirmed it. Its
+  ``on_resubscribed`` runs when the link to Redis was lost and came back: what was published
+  meanwhile is gone, and the listener must catch up from what Redis stored (pub/sub is
+  at-most-once; the document logs are streams).
+* Liveness: every process keeps its entry in a sorted set fresh (``HEARTBEAT_SECONDS``); one
+  missing for ``PROCESS_TTL_SECONDS`` is dead, and what it owned (presence) is cleaned up by the
+  others.
+
+Lua scripts are the atomic steps (an append and its announcement, a mailbox put within quota):
+nothing is ever half done, and no process needs a lock for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline, PubSub
+from redis.exceptions import NoScriptError, RedisError
+
+from relay.lanes import Lanes
+from relay.logs import fields
+
+log = logging.getLogger("focusmate.relay")
+KEY_PREFIX = "fm:"
+PROCESSES = KEY_PREFIX + "procs"  # sorted set: process id -> when it counts as dead
+RELAYS_CHANNEL = KEY_PREFIX + "relays"  # always subscribed (redis-py reads only while subscribed)
+HEARTBEAT_SECONDS = 5.0
+PROCESS_TTL_SECONDS = 15.0
+MAX_PIPELINE = 256  # commands per round trip (the committer's MAX_BATCH, for the same reasons)
+RETRY_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+SUBSCRIBE_SECONDS = 5.0  # for Redis to confirm a subscription
+
+
+class RedisUnavailable(Exception):
+    """Redis did not answer: the operation is refused, and the client should retry later."""
+
+
+class Script:
+    """A Lua script, sent by its SHA (loaded at start, and again if Redis lost it)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def queue(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+@dataclass(slots=True)
+class _Write:
+    queue: Callable[[Pipeline], None]  # adds its command(s) to the pipeline: exactly one reply
+    done: Callable[[Any], None]  # the reply, or the exception that replaced it
+
+
+@dataclass(slots=True)
+class _Channel:
+    on_message: Callable[[bytes], None]
+    on_resubscribed: Callable[[], None] | None
+    confirmed: asyncio.Future[None]
+
+
+class RedisLink:
+    def __init__(self, url: str, *, process_id: str | None = None) -> None:
+        self.url = url
+        self.process_id = process_id or secrets.token_hex(8)
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_keepalive=True, socket_connect_timeout=5.0, health_check_interval=30
+        )
+        self._pubsub: PubSub = self.client.pubsub()
+        self._channels: dict[bytes, _Channel] = {}
+        self._unconfirmed: dict[bytes, int] = {}  # SUBSCRIBE commands sent, not yet confirmed
+        self._lanes: Lanes[_Write] = Lanes()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._scripts: list[Script] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dead: set[str] = set()  # processes already reported dead
+        self.on_process_dead: Callable[[str], None] = lambda process_id: None
+        self.connected = asyncio.Event()  # the channel link is up (cleared while it is down)
+        self.round_trips = 0
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check Redis answers (a clear error at start-up instead of a relay that fails every
+        write), then run the writer, the listener and the heartbeat."""
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as err:
+            raise RedisUnavailable(f"cannot reach Redis at {_safe(self.url)}: {err}") from None
+        await self._load_scripts()
+        await self.heartbeat()
+        await self._pubsub.subscribe(RELAYS_CHANNEL)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._write_batches(), name="redis-writer"),
+            loop.create_task(self._listen(), name="redis-listener"),
+            loop.create_task(self._heartbeats(), name="redis-heartbeat"),
+        ]
+
+    async def close(self) -> None:
+        """Send what is queued, leave the process registry, close the connections."""
+        self._closed = True
+        await self.flush()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.zrem(PROCESSES, self.process_id)
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self.client.aclose()
+
+    def script(self, source: str) -> Script:
+        script = Script(source)
+        self._scripts.append(script)
+        return script
+
+    async def _load_scripts(self) -> None:
+        for script in self._scripts:
+            await self.client.script_load(script.source)
+
+    async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a script now (not in a lane), raising RedisUnavailable if Redis did not answer."""
+        try:
+            try:
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:  # Redis restarted without its script cache
+                await self._load_scripts()
+                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except (RedisError, OSError) as err:
+            raise RedisUnavailable(f"redis: {err}") from None
+
+    async def time(self) -> float:
+        """Redis's clock, in seconds since the epoch: the one timebase of all processes."""
+        seconds, micros = await self.client.time()
+        return float(seconds) + float(micros) / 1e6
+
+    async def check(self) -> str | None:
+        """None if Redis answers, else what went wrong (for /healthz)."""
+        try:
+            await asyncio.wait_for(self.client.ping(), 5.0)
+        except (RedisError, OSError, TimeoutError) as err:
+            return f"redis: {err or type(err).__name__}"
+        return None
+
+    # -- ordered writes -------------------------------------------------------------------------
+
+    def write(
+        self, lane: str, queue: Callable[[Pipeline], None], done: Callable[[Any], None]
+    ) -> None:
+        """Queue a write; ``done`` gets its reply (or the error) once its pipeline returns.
+        Writes in one lane reach Redis in order."""
+        if self._closed:
+            raise RuntimeError("the relay is shutting down")
+        self._lanes.push(lane, _Write(queue, done))
+        self._idle.clear()
+        self._wake.set()
+
+    async def call(self, lane: str, queue: Callable[[Pipeline], None]) -> Any:
+        """:meth:`write`, awaiting the reply (raising the error)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(result: Any) -> None:
+            if future.done():
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        self.write(lane, queue, done)
+        return await future
+
+    @property
+    def queued(self) -> int:
+        return self._lanes.queued
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+
+    async def _write_batches(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(0)  # let this loop iteration's other writes join the batch
+            self._wake.clear()
+            while self._lanes.queued:
+                batch = self._lanes.batch(MAX_PIPELINE)
+                replies = await self._send(batch)
+                if any(isinstance(reply, NoScriptError) for reply in replies):
+                    # Redis restarted and lost its scripts: none of those ran. Load them and
+                    # send those writes again (in their order, before anything newer).
+                    retry = [w for w, r in zip(batch, replies, strict=True) if _no_script(r)]
+                    try:
+                        await self._load_scripts()
+                    except (RedisError, OSError):
+                        pass
+                    else:
+                        again = iter(await self._send(retry))
+                        replies = [next(again) if _no_script(r) else r for r in replies]
+                for write, reply in zip(batch, replies, strict=True):
+                    try:
+                        write.done(reply)
+                    except Exception:
+                        log.exception("relay.redis_callback_failed")
+            self._idle.set()
+
+    async def _send(self, batch: list[_Write]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for write in batch:
+            write.queue(pipe)
+        self.round_trips += 1
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except (RedisError, OSError) as err:  # nothing is known of this batch's fate
+            return [RedisUnavailable(f"redis: {err or type(err).__name__}")] * len(batch)
+
+    # -- channels -------------------------------------------------------------------------------
+
+    async def listen(
+        self,
+        channel: str,
+        on_message: Callable[[bytes], None],
+        on_resubscribed: Callable[[], None] | None = None,
+    ) -> None:
+        """Subscribe, and return once Redis confirmed it: what is published from then on
+        reaches ``on_message``. RedisUnavailable if Redis does not confirm in time."""
+        key = channel.encode()
+        listener = self._channels.get(key)
+        if listener is None:
+            confirmed = asyncio.get_running_loop().create_future()
+            listener = self._channels[key] = _Channel(on_message, on_resubscribed, confirmed)
+            self._unconfirmed[key] = self._unconfirmed.get(key, 0) + 1
+            with contextlib.suppress(RedisError, OSError):  # (resubscribed on reconnecting)
+                await self._pubsub.subscribe(channel)
+        try:
+            await asyncio.wait_for(asyncio.shield(listener.confirmed), SUBSCRIBE_SECONDS)
+        except TimeoutError:
+            if self._channels.get(key) is listener:
+                await self.unlisten(channel)
+            raise RedisUnavailable(f"Redis did not confirm the subscription to {channel}") from None
+
+    async def unlisten(self, channel: str) -> None:
+        self._channels.pop(channel.encode(), None)
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.unsubscribe(channel)
+
+    def _subscribed(self, key: bytes) -> None:
+        """A confirmation: of the last SUBSCRIBE sent, or of redis-py's resubscription."""
+        pending = self._unconfirmed.get(key, 0)
+        if pending > 1:
+            self._unconfirmed[key] = pending - 1
+            return
+        self._unconfirmed.pop(key, None)
+        listener = self._channels.get(key)
+        if listener is None:
+            return
+        if not listener.confirmed.done():
+            listener.confirmed.set_result(None)
+        elif listener.on_resubscribed is not None:
+            listener.on_resubscribed()
+
+    async def _listen(self) -> None:
+        """Dispatch messages; when the link drops, retry with backoff. redis-py resubscribes
+        every channel when it reconnects, and each confirmation tells its listener to catch up."""
+        failures = 0
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=None)
+            except (RedisError, OSError) as err:
+                if self.connected.is_set() or failures == 0:
+                    log.error("relay.redis_unreachable", extra=fields(error=str(err)))
+                self.connected.clear()
+                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                failures += 1
+                continue
+            if message is None:
+                continue
+            if not self.connected.is_set():
+                if failures:
+                    log.info("relay.redis_reconnected")
+                self.connected.set()
+            failures = 0
+            kind, channel = message["type"], message["channel"]
+            try:
+                if kind == "subscribe":
+                    self._subscribed(channel)
+                elif kind == "message" and (listener := self._channels.get(channel)) is not None:
+                    listener.on_message(message["data"])
+            except Exception:
+                log.exception("relay.redis_message_failed", extra=fields(channel=channel.decode()))
+
+    # -- liveness -------------------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Renew this process's entry, and report processes whose entry ran out."""
+        now = await self.time()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(PROCESSES, {self.process_id: now + PROCESS_TTL_SECONDS})
+        pipe.zrangebyscore(PROCESSES, "-inf", now)
+        _, dead = await pipe.execute()
+        for raw in cast(list[bytes], dead):
+            process_id = raw.decode()
+            if process_id not in self._dead:
+                self._dead.add(process_id)
+                log.warning("relay.process_dead", extra=fields(process=process_id))
+                self.on_process_dead(process_id)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.heartbeat()
+            except (RedisError, OSError) as err:
+                log.error("relay.redis_heartbeat_failed", extra=fields(error=str(err)))
+            except Exception:
+                log.exception("relay.redis_heartbeat_failed")
+
+
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, NoScriptError)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
