@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -44,6 +44,7 @@ PROCESSES = KEY_PREFIX + "procs"  # sorted set: process id -> when it counts as 
 RELAYS_CHANNEL = KEY_PREFIX + "relays"  # always subscribed (redis-py reads only while subscribed)
 HEARTBEAT_SECONDS = 5.0
 PROCESS_TTL_SECONDS = 15.0
+FORGET_DEAD_SECONDS = 3600.0  # (every live process has reported a dead one long before)
 MAX_PIPELINE = 256  # commands per round trip (the committer's MAX_BATCH, for the same reasons)
 RETRY_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 SUBSCRIBE_SECONDS = 5.0  # for Redis to confirm a subscription
@@ -111,6 +112,7 @@ class RedisLink:
         await self._load_scripts()
         await self.heartbeat()
         await self._pubsub.subscribe(RELAYS_CHANNEL)
+        self.connected.set()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._write_batches(), name="redis-writer"),
@@ -130,6 +132,20 @@ class RedisLink:
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self.client.aclose()
+
+    async def persist(self, what: Callable[[], Awaitable[None]], event: str, **about: Any) -> None:
+        """Run ``what`` until it gets through to Redis, with backoff (logged once as
+        ``event``): for catching up after the link was lost, which must happen eventually."""
+        failures = 0
+        while True:
+            try:
+                await what()
+                return
+            except (RedisError, RedisUnavailable, OSError) as err:
+                if failures == 0:
+                    log.error(event, extra=fields(error=str(err), **about))
+            await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+            failures += 1
 
     def script(self, source: str) -> Script:
         script = Script(source)
@@ -246,6 +262,8 @@ class RedisLink:
         """Subscribe, and return once Redis confirmed it: what is published from then on
         reaches ``on_message``. RedisUnavailable if Redis does not confirm in time."""
         key = channel.encode()
+        if not self.connected.is_set():  # (fail at once, not after SUBSCRIBE_SECONDS)
+            raise RedisUnavailable("the relay's link to Redis is down")
         listener = self._channels.get(key)
         if listener is None:
             confirmed = asyncio.get_running_loop().create_future()
@@ -317,8 +335,9 @@ class RedisLink:
         now = await self.time()
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(PROCESSES, {self.process_id: now + PROCESS_TTL_SECONDS})
+        pipe.zremrangebyscore(PROCESSES, "-inf", now - FORGET_DEAD_SECONDS)
         pipe.zrangebyscore(PROCESSES, "-inf", now)
-        _, dead = await pipe.execute()
+        _, _, dead = await pipe.execute()
         for raw in cast(list[bytes], dead):
             process_id = raw.decode()
             if process_id not in self._dead:
@@ -327,14 +346,20 @@ class RedisLink:
                 self.on_process_dead(process_id)
 
     async def _heartbeats(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
                 await self.heartbeat()
             except (RedisError, OSError) as err:
-                log.error("relay.redis_heartbeat_failed", extra=fields(error=str(err)))
+                if not failing:  # (once per outage, not every few seconds)
+                    log.error("relay.redis_heartbeat_failed", extra=fields(error=str(err)))
+                failing = True
+                continue
             except Exception:
                 log.exception("relay.redis_heartbeat_failed")
+                continue
+            failing = False
 
 
 def _no_script(reply: Any) -> bool:

@@ -39,7 +39,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from relay.logs import fields
-from relay.redis_link import KEY_PREFIX, PROCESSES, RETRY_SECONDS, RedisLink, RedisUnavailable
+from relay.redis_link import KEY_PREFIX, PROCESSES, RedisLink, RedisUnavailable
 from relay.storage import LoadedDoc
 from sync.ysync import AwarenessEntry
 
@@ -345,21 +345,14 @@ class SharedDocLog:
     async def _sync(self, follow: _Follow) -> None:
         """Catch up until nothing more was asked for; while Redis cannot be read, retry with
         backoff (the document stays behind until then, and its writers wait)."""
-        failures = 0
         try:
             while True:
                 follow.sync_again = False
-                try:
-                    await self._catch_up(follow)
-                except (RedisError, OSError) as err:
-                    if failures == 0:
-                        log.error(
-                            "relay.redis_catch_up_failed",
-                            extra=fields(doc_id=follow.doc_id, error=str(err)),
-                        )
-                    await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
-                    failures += 1
-                    follow.sync_again = True
+                await self.link.persist(
+                    partial(self._catch_up, follow),
+                    "relay.redis_catch_up_failed",
+                    doc_id=follow.doc_id,
+                )
                 if not follow.sync_again:
                     break
         finally:

@@ -11,6 +11,7 @@ delivers it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +25,7 @@ from relay.mailbox_store import MailboxFull
 from relay.redis_link import KEY_PREFIX, RedisLink, RedisUnavailable
 from relay.storage import MailItem
 
+log = logging.getLogger("focusmate.relay")
 EXPIRY = KEY_PREFIX + "m:expiry"  # sorted set: "<recipient>\n<id>" -> stored_at
 TOTALS = KEY_PREFIX + "m:totals"  # hash: items, bytes over all mailboxes
 EXPIRE_BATCH = 500
@@ -123,6 +125,7 @@ class SharedMailStore:
         self._take = link.script(_TAKE)
         self._expire = link.script(_EXPIRE)
         self._watches: dict[str, _Watch] = {}
+        self._redeliveries: set[asyncio.Task[None]] = set()
 
     async def put(self, items: Sequence[MailItem], *, best_effort: bool = False) -> list[bool]:
         replies = await asyncio.gather(
@@ -201,7 +204,11 @@ class SharedMailStore:
         if watch is None:
             watch = self._watches[recipient] = _Watch()
         watch.count += 1
-        await self.link.listen(channel(recipient), partial(self._delivered, recipient, deliver))
+        await self.link.listen(
+            channel(recipient),
+            partial(self._delivered, recipient, deliver),
+            partial(self._missed, recipient, deliver),
+        )
 
     async def unwatch(self, recipient: str) -> None:
         watch = self._watches.get(recipient)
@@ -214,6 +221,19 @@ class SharedMailStore:
 
     def _delivered(self, recipient: str, deliver: Callable[[MailItem], None], data: bytes) -> None:
         deliver(_item(recipient, data))
+
+    def _missed(self, recipient: str, deliver: Callable[[MailItem], None]) -> None:
+        """The link to Redis came back: what was stored meanwhile was announced to no one
+        here, so everything waiting goes out again (clients keep one copy per id)."""
+
+        async def again() -> None:
+            for item in await self.waiting(recipient):
+                deliver(item)
+
+        redelivery = self.link.persist(again, "relay.mail_redelivery_failed")
+        task = asyncio.get_running_loop().create_task(redelivery)
+        self._redeliveries.add(task)
+        task.add_done_callback(self._redeliveries.discard)
 
 
 def _item(recipient: str, raw: bytes) -> MailItem:

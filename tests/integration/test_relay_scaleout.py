@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -161,7 +164,8 @@ async def test_a_dead_processes_presence_is_removed_by_the_others(
             dead_id = doomed.link.process_id
         assert one.link is not None
         async with contextlib.aclosing(redis.client()) as client:
-            await client.zadd(PROCESSES, {dead_id: 0})  # (its registration ran out)
+            now, _ = await client.time()
+            await client.zadd(PROCESSES, {dead_id: now - 1})  # (its registration ran out)
         await one.link.heartbeat()
         await wait_until(lambda: 9 in a.awareness and a.awareness[9] is None, a.changed,
                          "ghost removed")  # fmt: skip
@@ -372,3 +376,62 @@ async def test_mail_waits_in_redis_for_a_recipient_who_comes_online_elsewhere(
         b = await ControlClient.open(three, bob)
         got = [await b.expect(control.DmDeliver) for _ in sent]
         assert [d.envelope["id"] for d in got] == [e.id for e in sent]  # in the order sent
+
+
+async def _health(relay: Relay) -> tuple[int, dict[str, Any]]:
+    def get() -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/healthz", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    return await asyncio.to_thread(get)
+
+
+async def test_relays_ride_out_a_redis_restart(tmp_path: Path, redis: RedisServer) -> None:
+    async with relays(tmp_path, redis, 2) as (one, two):
+        [a] = await open_room(one, SECRET, 1)
+        [b] = await open_room(two, SECRET, 1)
+        await a.set("before", 1)
+        await b.wait_value("before", 1)
+        redis.stop()
+        status, body = await _health(one)
+        assert status == 503 and body["storage"].startswith("redis"), body
+        await a.set("lost with the connection", 1)  # cannot be stored: the writer must resend
+        code, reason = await a.wait_closed()
+        assert code == control.CloseCode.INTERNAL, reason
+        refused = await DocClient.open(doc_url(two, b"another room" * 3))  # nor can one load
+        assert (await refused.wait_closed())[0] == control.CloseCode.TRY_AGAIN
+        await redis.start()  # same port, its append-only file, and no Lua scripts cached
+        [c] = await open_room(one, SECRET, 1)
+        await c.wait_value("before", 1)
+        await c.set("after", 2)
+        await b.wait_value("after", 2)  # b stayed connected to two throughout
+        await b.set("reply", 3)
+        await c.wait_value("reply", 3)
+        assert (await _health(two))[0] == 200
+
+
+async def test_mail_announced_while_a_process_was_cut_off_still_reaches_its_recipient(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    async with (
+        RedisProxy(redis) as link,
+        running_relay(tmp_path / "one", redis_url=redis.url) as one,
+        running_relay(tmp_path / "two", redis_url=link.url) as two,
+    ):
+        a = await ControlClient.open(one, alice)
+        await a.expect(control.Welcome)
+        b = await ControlClient.open(two, bob)
+        await b.expect(control.Welcome)
+        await _processed(b)  # (two is watching bob's mailbox)
+        link.hold()
+        envelope = seal(alice, bob.public, "sent while two was cut off", now=START)
+        await a.send(control.DmSend(envelope=envelope.to_dict()))
+        await a.expect(control.DmAccepted)  # stored in Redis, announced: lost on the way to two
+        link.cut()
+        link.release()
+        delivered = await b.expect(control.DmDeliver)
+        assert delivered.envelope["id"] == envelope.id
