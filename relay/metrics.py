@@ -63,7 +63,7 @@ class _FastCollector(Collector):
 
 
 class RelayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, *, shared: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.connections = Gauge(
@@ -158,6 +158,31 @@ class RelayMetrics:
         self.dms = Counter("focusmate_relay_dms", "Direct messages accepted.", registry=r)
         self.timer_commands = Counter(
             "focusmate_relay_timer_commands", "Hosted timer commands applied.", registry=r
+        )
+        # With --redis-url only (relay/shared_log.py); the Redis writer's pipelines count as
+        # group commits above. Made either way, exported only then.
+        shared_registry = r if shared else None
+        self.redis_up = Gauge(
+            "focusmate_relay_redis_up",
+            "1 while this process's channel link to Redis is up (with --redis-url).",
+            registry=shared_registry,
+        )
+        self.redis_catch_ups = Counter(
+            "focusmate_relay_redis_catch_ups",
+            "Times a document's log was read from its stream because channel messages were "
+            "lost (a gap, or the link to Redis came back).",
+            registry=shared_registry,
+        )
+        self.redis_reloads = Counter(
+            "focusmate_relay_redis_reloads",
+            "Times a document was reloaded because what this process missed had been folded "
+            "into a snapshot meanwhile.",
+            registry=shared_registry,
+        )
+        self.clock_offset = Gauge(
+            "focusmate_relay_clock_offset_seconds",
+            "Redis's clock minus this machine's (with --redis-url: timers and pongs use Redis's).",
+            registry=shared_registry,
         )
 
     def render(self) -> bytes:

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -79,8 +80,15 @@ class _Channel:
 
 
 class RedisLink:
-    def __init__(self, url: str, *, process_id: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        process_id: str | None = None,
+        on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+    ) -> None:
         self.url = url
+        self._on_batch = on_batch  # (writes, seconds) per pipeline, for metrics
         self.process_id = process_id or secrets.token_hex(8)
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_keepalive=True, socket_connect_timeout=5.0, health_check_interval=30
@@ -97,7 +105,6 @@ class RedisLink:
         self._dead: set[str] = set()  # processes already reported dead
         self.on_process_dead: Callable[[str], None] = lambda process_id: None
         self.connected = asyncio.Event()  # the channel link is up (cleared while it is down)
-        self.round_trips = 0
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -245,11 +252,13 @@ class RedisLink:
         pipe = self.client.pipeline(transaction=False)
         for write in batch:
             write.queue(pipe)
-        self.round_trips += 1
+        started = time.perf_counter()
         try:
-            return list(await pipe.execute(raise_on_error=False))
+            replies = list(await pipe.execute(raise_on_error=False))
         except (RedisError, OSError) as err:  # nothing is known of this batch's fate
             return [RedisUnavailable(f"redis: {err or type(err).__name__}")] * len(batch)
+        self._on_batch(len(batch), time.perf_counter() - started)
+        return replies
 
     # -- channels -------------------------------------------------------------------------------
 

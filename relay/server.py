@@ -89,7 +89,7 @@ class Relay:
         self.limits = config.limits
         self.clock: Clock = clock or SystemClock()
         self.monotonic = monotonic
-        self.metrics = RelayMetrics()
+        self.metrics = RelayMetrics(shared=config.redis_url is not None)
         # SQLite in the data directory (the default), or Redis shared with other relay processes
         self.storage: RelayStorage | None = None
         self.committer: Committer | None = None
@@ -98,9 +98,9 @@ class Relay:
         doclog: DocLog
         store: MailStore
         if config.redis_url:
-            self.link = RedisLink(config.redis_url)
+            self.link = RedisLink(config.redis_url, on_batch=self._observe_batch)
             self.clock = self.shared_clock = SharedClock(self.link, self.clock)
-            doclog = SharedDocLog(self.link)
+            doclog = SharedDocLog(self.link, self.metrics)
             store = SharedMailStore(self.link, self.limits)
         else:
             self.storage = RelayStorage(config.database, synchronous=config.synchronous)
@@ -293,6 +293,9 @@ class Relay:
             return await self._healthz(connection)
         if path == "/metrics":
             await self.mailboxes.refresh_gauges()
+            if self.link is not None and self.shared_clock is not None:
+                self.metrics.redis_up.set(1 if self.link.connected.is_set() else 0)
+                self.metrics.clock_offset.set(self.shared_clock.offset)
             return _response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
         if not (path.startswith(DOC_PREFIX) or path == CONTROL_PATH):
             return _text(HTTPStatus.NOT_FOUND, "no such endpoint\n")

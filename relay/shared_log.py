@@ -39,6 +39,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from relay.logs import fields
+from relay.metrics import RelayMetrics
 from relay.redis_link import KEY_PREFIX, PROCESSES, RedisLink, RedisUnavailable
 from relay.storage import LoadedDoc
 from sync.ysync import AwarenessEntry
@@ -181,8 +182,9 @@ class SharedDocLog:
 
     shared = True
 
-    def __init__(self, link: RedisLink) -> None:
+    def __init__(self, link: RedisLink, metrics: RelayMetrics) -> None:
         self.link = link
+        self.metrics = metrics
         self.sink: LogSink | None = None
         self._follows: dict[str, _Follow] = {}
         self._own: dict[str, _Own] = {}  # origin token -> an append of this process in flight
@@ -192,8 +194,6 @@ class SharedDocLog:
         self._presence = link.script(_PRESENCE)
         self._drop_presence = link.script(_DROP_PRESENCE)
         self._release = link.script(_RELEASE)
-        self.gaps_filled = 0  # times a gap in the channel was filled from the stream
-        self.reloads = 0
 
     @property
     def queued(self) -> int:
@@ -371,7 +371,7 @@ class SharedDocLog:
         if int(upto or 0) > follow.last and first != follow.last + 1:
             await self._reload(follow)  # what we missed was folded into a snapshot
             return
-        self.gaps_filled += 1
+        self.metrics.redis_catch_ups.inc()
         for seq, values in numbered:
             if seq > follow.last:
                 follow.buffer[seq] = (values[b"o"].decode(), bytes(values[b"u"]))
@@ -384,7 +384,7 @@ class SharedDocLog:
         process's own appends in flight are failed (their senders resend after reconnecting,
         and whatever of them is stored already is cut then)."""
         loaded = await self._read(follow.doc_id)
-        self.reloads += 1
+        self.metrics.redis_reloads.inc()
         for token, own in list(self._own.items()):
             if own.doc_id == follow.doc_id:
                 del self._own[token]

@@ -60,6 +60,19 @@ async def poll_async(read: Callable[[], Awaitable[Any]], value: Any, what: str) 
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+async def metric(relay: Relay, name: str) -> float:
+    """A sample's value, scraped from /metrics."""
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    for line in (await asyncio.to_thread(scrape)).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
 async def _processed(client: ControlClient) -> None:
     """Once a ping is answered, everything the connection sent before it was handled."""
     await client.send(control.Ping(id="marker", t0=0))
@@ -218,6 +231,9 @@ async def test_a_process_cut_off_from_redis_catches_up_from_the_stream(
             await b.wait_value(f"lost{i}", i)
         await a.set("after", 2)
         await b.wait_value("after", 2)
+        assert await metric(two, "focusmate_relay_redis_catch_ups_total") >= 1
+        for relay in (one, two):
+            assert await metric(relay, "focusmate_relay_redis_up") == 1
 
 
 async def test_an_equivocation_across_two_processes_does_not_poison_the_room(

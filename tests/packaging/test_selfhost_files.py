@@ -38,6 +38,7 @@ from relay.config import Limits
 from relay.server import Relay
 from sync import control, handshake
 from sync.ysync import SyncStep1, encode_message
+from tests.integration.rediskit import running_redis
 from tests.integration.relaykit import (
     DEADLINE,
     ControlClient,
@@ -559,6 +560,17 @@ ALERT_CASES: list[dict[str, Any]] = [
         ],
     },
     {
+        "name": "a relay process cut off from Redis for a minute; a blip is quiet",
+        "input_series": [
+            series("focusmate_relay_redis_up", "1 0 1 1 1 1", instance="blip"),
+            series("focusmate_relay_redis_up", "1 0 0 0 0 0", instance="cut"),
+        ],
+        "alert_rule_test": [
+            quiet("FocusmateRelayRedisUnreachable", "1m"),
+            fires("FocusmateRelayRedisUnreachable", "3m", severity="critical", instance="cut"),
+        ],
+    },
+    {
         "name": "commits over 250 ms at p99 alert, commits under 100 ms do not",
         "input_series": [
             *buckets(COMMIT, {"0.1": 0, "0.25": 0, "0.5": 60, "+Inf": 60}, "slow"),
@@ -698,6 +710,12 @@ async def test_alerts_use_series_the_relay_really_exports(tmp_path: Path) -> Non
         _, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{relay.port}/metrics")
         await one.close()
         await two.close()
+    async with (  # and a relay process sharing Redis, for the metrics only it has
+        running_redis(tmp_path / "redis") as redis,
+        running_relay(tmp_path / "shared", redis_url=redis.url) as shared,
+    ):
+        _, more = await asyncio.to_thread(http_get, f"http://127.0.0.1:{shared.port}/metrics")
+    body += more
 
     families = text_string_to_metric_families(body.decode())
     samples = [sample for family in families for sample in family.samples]
