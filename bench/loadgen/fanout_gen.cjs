@@ -9,6 +9,8 @@
 // Commands:
 //   {"cmd":"connect","rooms":[{"url":..., "clients":C, "writers":W}], "concurrency":N,
 //    "timeout_s":T}                       -> {"ev":"connected", ...}
+//   (a room may give "urls":[...] instead of "url": client i of the room connects to
+//    urls[i % urls.length], e.g. one relay process each, for bench/relay_scaleout.py)
 //   {"cmd":"run","mode":"rate"|"saturate","rate":U,"window":K,"t_start_ns":"<monotonic ns>",
 //    "warmup_s":..,"duration_s":..,"drain_s":..}   -> {"ev":"result", ...}
 //   {"cmd":"idle","rooms":[...same as connect, writers 0...],"concurrency":N,"timeout_s":T,
@@ -152,9 +154,10 @@ class Generator {
     let next = 0
     const latency = stats ? stats.latency : null
     const open = async (r, room, i, writer) => {
-      if (!(stats && stats.tolerant)) return this.openClient(r.url, room, i, writer, timeoutMs, latency)
+      const url = r.urls ? r.urls[i % r.urls.length] : r.url
+      if (!(stats && stats.tolerant)) return this.openClient(url, room, i, writer, timeoutMs, latency)
       try {
-        return await this.openClient(r.url, room, i, writer, timeoutMs, latency)
+        return await this.openClient(url, room, i, writer, timeoutMs, latency)
       } catch (err) {
         stats.failed++
         const kind = failureKind(err)
