@@ -116,6 +116,7 @@ class RedisLink:
             await self.client.ping()
         except (RedisError, OSError) as err:
             raise RedisUnavailable(f"cannot reach Redis at {_safe(self.url)}: {err}") from None
+        await self._check_settings()
         await self._load_scripts()
         await self.heartbeat()
         await self._pubsub.subscribe(RELAYS_CHANNEL)
@@ -153,6 +154,22 @@ class RedisLink:
                     log.error(event, extra=fields(error=str(err), **about))
             await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
             failures += 1
+
+    async def _check_settings(self) -> None:
+        """Warn about settings that lose documents: a Redis that evicts keys when full drops
+        rooms and mail silently, and one that persists nothing loses everything on a restart.
+        (A managed Redis may refuse CONFIG: then nothing is known, and nothing is said.)"""
+        try:
+            policy = await self.client.config_get("maxmemory-policy")
+            persistence = await self.client.config_get("appendonly")
+            snapshots = await self.client.config_get("save")
+        except (RedisError, OSError):
+            return
+        value = _text(policy.get("maxmemory-policy"))
+        if value and value != "noeviction":
+            log.warning("relay.redis_evicts", extra=fields(maxmemory_policy=value))
+        if _text(persistence.get("appendonly")) != "yes" and not _text(snapshots.get("save")):
+            log.warning("relay.redis_not_persistent", extra=fields(url=_safe(self.url)))
 
     def script(self, source: str) -> Script:
         script = Script(source)
@@ -369,6 +386,10 @@ class RedisLink:
                 log.exception("relay.redis_heartbeat_failed")
                 continue
             failing = False
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
 def _no_script(reply: Any) -> bool:

@@ -451,3 +451,16 @@ async def test_mail_announced_while_a_process_was_cut_off_still_reaches_its_reci
         link.release()
         delivered = await b.expect(control.DmDeliver)
         assert delivered.envelope["id"] == envelope.id
+
+
+async def test_a_redis_that_would_lose_rooms_is_called_out_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_redis(tmp_path / "redis", persistent=False) as volatile:
+        async with contextlib.aclosing(volatile.client()) as client:
+            await client.config_set("maxmemory-policy", "allkeys-lru")
+        with caplog.at_level("WARNING", logger="focusmate.relay"):
+            async with running_relay(tmp_path / "relay", redis_url=volatile.url):
+                pass
+    events = {record.getMessage() for record in caplog.records}
+    assert {"relay.redis_evicts", "relay.redis_not_persistent"} <= events
