@@ -54,10 +54,11 @@ class Admission:
 
     def ip(self, connection: ServerConnection) -> str:
         """The client's address; behind a reverse proxy (``--trust-forwarded-for``) the one the
-        proxy appended last to X-Forwarded-For, as a client can forge the earlier entries."""
+        proxy appended last to X-Forwarded-For, as a client can forge the earlier entries. (nginx
+        appends to the client's header; HAProxy adds a header line of its own after it.)"""
         if self.trust_forwarded_for and connection.request is not None:
-            forwarded = connection.request.headers.get("X-Forwarded-For", "")
-            last = forwarded.rsplit(",", 1)[-1].strip()
+            lines = connection.request.headers.get_all("X-Forwarded-For")
+            last = lines[-1].rsplit(",", 1)[-1].strip() if lines else ""
             if last:
                 return last[:64]
         address = connection.remote_address

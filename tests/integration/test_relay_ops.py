@@ -360,5 +360,12 @@ async def test_behind_a_proxy_limits_apply_to_the_forwarded_address(tmp_path: Pa
         with pytest.raises(InvalidStatus) as refused:
             await connect(url, additional_headers={"X-Forwarded-For": "10.0.0.2"})
         assert refused.value.response.status_code == 429
+        # HAProxy adds a header line of its own after the client's: the last line counts
+        two_lines = [("X-Forwarded-For", "10.0.0.2"), ("X-Forwarded-For", "10.0.0.3")]
+        third = await connect(url, additional_headers=two_lines)
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, additional_headers=[("X-Forwarded-For", "10.0.0.3")])
+        assert refused.value.response.status_code == 429
         await first.close()
         await second.close()
+        await third.close()
