@@ -5,7 +5,7 @@ Several relay processes behind one load balancer share their state through Redis
 or mail:
 
 * :meth:`RedisLink.write` queues a command in a lane (one per document) for the writer, which
-  sends what is queued as one pipeline and waits for its replies before sending the next. So
+  sends what is queued in one go and waits for its replies before sending the next batch. So
   one process's writes to a document reach Redis in the order they were made, and many writes
   share a round trip, like the SQLite group commit (relay/committer.py).
 * :meth:`RedisLink.listen` subscribes a channel and returns once Redis confirmed it. Its
@@ -17,7 +17,9 @@ or mail:
   others.
 
 Lua scripts are the atomic steps (an append and its announcement, a mailbox put within quota):
-nothing is ever half done, and no process needs a lock for them.
+nothing is ever half done, and no process needs a lock for them. The writer and the listener
+have connections of their own (relay/resp.py: every update passes through both); the rest goes
+through redis-py.
 """
 
 from __future__ import annotations
@@ -33,22 +35,22 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import NoScriptError, RedisError
 
 from relay.lanes import Lanes
 from relay.logs import fields
+from relay.resp import Arg, ReplyError, RespConnection
 
 log = logging.getLogger("focusmate.relay")
 KEY_PREFIX = "fm:"
 PROCESSES = KEY_PREFIX + "procs"  # sorted set: process id -> when it counts as dead
-RELAYS_CHANNEL = KEY_PREFIX + "relays"  # always subscribed (redis-py reads only while subscribed)
 HEARTBEAT_SECONDS = 5.0
 PROCESS_TTL_SECONDS = 15.0
 FORGET_DEAD_SECONDS = 3600.0  # (every live process has reported a dead one long before)
 MAX_PIPELINE = 256  # commands per round trip (the committer's MAX_BATCH, for the same reasons)
 RETRY_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 SUBSCRIBE_SECONDS = 5.0  # for Redis to confirm a subscription
+REPLY_SECONDS = 10.0  # for a batch's replies: a Redis that stalls longer counts as down
 
 
 class RedisUnavailable(Exception):
@@ -62,13 +64,14 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def queue(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
-        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+    def command(self, keys: list[str], args: list[Arg]) -> tuple[Arg, ...]:
+        """The script as a command for :meth:`RedisLink.write`."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 @dataclass(slots=True)
 class _Write:
-    queue: Callable[[Pipeline], None]  # adds its command(s) to the pipeline: exactly one reply
+    command: tuple[Arg, ...]
     done: Callable[[Any], None]  # the reply, or the exception that replaced it
 
 
@@ -93,7 +96,8 @@ class RedisLink:
         self.client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_keepalive=True, socket_connect_timeout=5.0, health_check_interval=30
         )
-        self._pubsub: PubSub = self.client.pubsub()
+        self._writer: RespConnection | None = None
+        self._subscriber: RespConnection | None = None  # (while the listener is connected)
         self._channels: dict[bytes, _Channel] = {}
         self._unconfirmed: dict[bytes, int] = {}  # SUBSCRIBE commands sent, not yet confirmed
         self._lanes: Lanes[_Write] = Lanes()
@@ -119,14 +123,16 @@ class RedisLink:
         await self._check_settings()
         await self._load_scripts()
         await self.heartbeat()
-        await self._pubsub.subscribe(RELAYS_CHANNEL)
-        self.connected.set()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._write_batches(), name="redis-writer"),
             loop.create_task(self._listen(), name="redis-listener"),
             loop.create_task(self._heartbeats(), name="redis-heartbeat"),
         ]
+        try:
+            await asyncio.wait_for(self.connected.wait(), SUBSCRIBE_SECONDS)
+        except TimeoutError:
+            raise RedisUnavailable(f"no channel link to Redis at {_safe(self.url)}") from None
 
     async def close(self) -> None:
         """Send what is queued, leave the process registry, close the connections."""
@@ -137,8 +143,9 @@ class RedisLink:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
             await self.client.zrem(PROCESSES, self.process_id)
-        with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        for connection in (self._writer, self._subscriber):
+            if connection is not None:
+                connection.close()
         await self.client.aclose()
 
     async def persist(self, what: Callable[[], Awaitable[None]], event: str, **about: Any) -> None:
@@ -206,18 +213,16 @@ class RedisLink:
 
     # -- ordered writes -------------------------------------------------------------------------
 
-    def write(
-        self, lane: str, queue: Callable[[Pipeline], None], done: Callable[[Any], None]
-    ) -> None:
-        """Queue a write; ``done`` gets its reply (or the error) once its pipeline returns.
-        Writes in one lane reach Redis in order."""
+    def write(self, lane: str, command: tuple[Arg, ...], done: Callable[[Any], None]) -> None:
+        """Queue a command; ``done`` gets its reply (an error reply or a lost connection as an
+        exception instance) once its batch returns. Commands in one lane reach Redis in order."""
         if self._closed:
             raise RuntimeError("the relay is shutting down")
-        self._lanes.push(lane, _Write(queue, done))
+        self._lanes.push(lane, _Write(command, done))
         self._idle.clear()
         self._wake.set()
 
-    async def call(self, lane: str, queue: Callable[[Pipeline], None]) -> Any:
+    async def call(self, lane: str, command: tuple[Arg, ...]) -> Any:
         """:meth:`write`, awaiting the reply (raising the error)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -229,7 +234,7 @@ class RedisLink:
             else:
                 future.set_result(result)
 
-        self.write(lane, queue, done)
+        self.write(lane, command, done)
         return await future
 
     @property
@@ -247,7 +252,7 @@ class RedisLink:
             while self._lanes.queued:
                 batch = self._lanes.batch(MAX_PIPELINE)
                 replies = await self._send(batch)
-                if any(isinstance(reply, NoScriptError) for reply in replies):
+                if any(_no_script(reply) for reply in replies):
                     # Redis restarted and lost its scripts: none of those ran. Load them and
                     # send those writes again (in their order, before anything newer).
                     retry = [w for w, r in zip(batch, replies, strict=True) if _no_script(r)]
@@ -266,13 +271,20 @@ class RedisLink:
             self._idle.set()
 
     async def _send(self, batch: list[_Write]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for write in batch:
-            write.queue(pipe)
+        """One round trip for the batch, on the writer's own connection (opened on demand; a
+        connection that failed is dropped, and the batch with it: its fate is unknown)."""
         started = time.perf_counter()
         try:
-            replies = list(await pipe.execute(raise_on_error=False))
-        except (RedisError, OSError) as err:  # nothing is known of this batch's fate
+            if self._writer is None:
+                self._writer = await RespConnection.open(self.url)
+            connection = self._writer
+            connection.send(write.command for write in batch)
+            async with asyncio.timeout(REPLY_SECONDS):
+                replies = [await connection.reply() for _ in batch]
+        except (OSError, TimeoutError, RedisError) as err:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
             return [RedisUnavailable(f"redis: {err or type(err).__name__}")] * len(batch)
         self._on_batch(len(batch), time.perf_counter() - started)
         return replies
@@ -286,31 +298,40 @@ class RedisLink:
         on_resubscribed: Callable[[], None] | None = None,
     ) -> None:
         """Subscribe, and return once Redis confirmed it: what is published from then on
-        reaches ``on_message``. RedisUnavailable if Redis does not confirm in time."""
+        reaches ``on_message``. RedisUnavailable at once while the link is down, or if Redis
+        does not confirm in time."""
         key = channel.encode()
-        if not self.connected.is_set():  # (fail at once, not after SUBSCRIBE_SECONDS)
+        if not self.connected.is_set():
             raise RedisUnavailable("the relay's link to Redis is down")
         listener = self._channels.get(key)
         if listener is None:
             confirmed = asyncio.get_running_loop().create_future()
             listener = self._channels[key] = _Channel(on_message, on_resubscribed, confirmed)
-            self._unconfirmed[key] = self._unconfirmed.get(key, 0) + 1
-            with contextlib.suppress(RedisError, OSError):  # (resubscribed on reconnecting)
-                await self._pubsub.subscribe(channel)
+            self._subscribe([key])
         try:
             await asyncio.wait_for(asyncio.shield(listener.confirmed), SUBSCRIBE_SECONDS)
         except TimeoutError:
             if self._channels.get(key) is listener:
-                await self.unlisten(channel)
+                self.unlisten(channel)
             raise RedisUnavailable(f"Redis did not confirm the subscription to {channel}") from None
 
-    async def unlisten(self, channel: str) -> None:
-        self._channels.pop(channel.encode(), None)
-        with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.unsubscribe(channel)
+    def unlisten(self, channel: str) -> None:
+        key = channel.encode()
+        if self._channels.pop(key, None) is not None and self._subscriber is not None:
+            self._subscriber.send([("UNSUBSCRIBE", key)])
+
+    def _subscribe(self, keys: list[bytes]) -> None:
+        """SUBSCRIBE on the listener's connection (if it is up: on reconnecting, it subscribes
+        to every channel anyway), counting the confirmations to come."""
+        if self._subscriber is None or not keys:
+            return
+        for key in keys:
+            self._unconfirmed[key] = self._unconfirmed.get(key, 0) + 1
+        self._subscriber.send([("SUBSCRIBE", *keys)])
 
     def _subscribed(self, key: bytes) -> None:
-        """A confirmation: of the last SUBSCRIBE sent, or of redis-py's resubscription."""
+        """A confirmation: the first of a channel, or its resubscription after a reconnect
+        (when what was published meanwhile is lost: the listener must catch up)."""
         pending = self._unconfirmed.get(key, 0)
         if pending > 1:
             self._unconfirmed[key] = pending - 1
@@ -325,47 +346,73 @@ class RedisLink:
             listener.on_resubscribed()
 
     async def _listen(self) -> None:
-        """Dispatch messages; when the link drops, retry with backoff. redis-py resubscribes
-        every channel when it reconnects, and each confirmation tells its listener to catch up."""
+        """Connect, subscribe to every channel, dispatch; when the link drops (or stays silent
+        past the heartbeat's PINGs), reconnect with backoff."""
         failures = 0
+        silent = 3 * HEARTBEAT_SECONDS
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=None)
-            except (RedisError, OSError) as err:
-                if self.connected.is_set() or failures == 0:
-                    log.error("relay.redis_unreachable", extra=fields(error=str(err)))
-                self.connected.clear()
-                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
-                failures += 1
+                connection = await RespConnection.open(self.url)
+            except (OSError, TimeoutError) as err:
+                failures = await self._link_down(err, failures)
                 continue
-            if message is None:
-                continue
-            if not self.connected.is_set():
-                if failures:
-                    log.info("relay.redis_reconnected")
-                self.connected.set()
-            failures = 0
-            kind, channel = message["type"], message["channel"]
+            self._subscriber = connection
+            self._unconfirmed = {}
+            connection.send([("PING",)])  # (an answer before any channel: the link is up)
+            self._subscribe(list(self._channels))
             try:
-                if kind == "subscribe":
-                    self._subscribed(channel)
-                elif kind == "message" and (listener := self._channels.get(channel)) is not None:
-                    listener.on_message(message["data"])
-            except Exception:
-                log.exception("relay.redis_message_failed", extra=fields(channel=channel.decode()))
+                while True:
+                    message = await asyncio.wait_for(connection.reply(), silent)
+                    if not self.connected.is_set():
+                        if failures:
+                            log.info("relay.redis_reconnected")
+                        self.connected.set()
+                    failures = 0
+                    self._dispatch(message)
+                    for more in connection.ready():  # (what the same read brought: one turn)
+                        self._dispatch(more)
+            except (OSError, TimeoutError) as err:
+                self._subscriber = None
+                connection.close()
+                failures = await self._link_down(err, failures)
+
+    async def _link_down(self, err: BaseException, failures: int) -> int:
+        if self.connected.is_set() or failures == 0:
+            log.error("relay.redis_unreachable", extra=fields(error=str(err) or type(err).__name__))
+        self.connected.clear()
+        await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+        return failures + 1
+
+    def _dispatch(self, message: Any) -> None:
+        if not isinstance(message, list) or len(message) < 3:
+            return  # (PING's answer: [b"pong", b""] in subscribe mode; or a plain +PONG)
+        kind, channel = message[0], message[1]
+        try:
+            if kind == b"message":
+                listener = self._channels.get(channel)
+                if listener is not None:
+                    listener.on_message(message[2])
+            elif kind == b"subscribe":
+                self._subscribed(channel)
+        except Exception:
+            log.exception("relay.redis_message_failed", extra=fields(channel=channel.decode()))
 
     # -- liveness -------------------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        """Renew this process's entry, and report processes whose entry ran out."""
+        """Renew this process's entry, and report processes whose entry ran out. Pings the
+        listener's connection too: a link that stays silent is a dead one."""
+        if self._subscriber is not None:
+            self._subscriber.send([("PING",)])
         now = await self.time()
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(PROCESSES, {self.process_id: now + PROCESS_TTL_SECONDS})
         pipe.zremrangebyscore(PROCESSES, "-inf", now - FORGET_DEAD_SECONDS)
         pipe.zrangebyscore(PROCESSES, "-inf", now)
-        _, _, dead = await pipe.execute()
-        for raw in cast(list[bytes], dead):
-            process_id = raw.decode()
+        _, _, expired = await pipe.execute()
+        dead = {raw.decode() for raw in cast(list[bytes], expired)}
+        self._dead &= dead  # (forgotten with their entries, an hour on)
+        for process_id in dead:
             if process_id not in self._dead:
                 self._dead.add(process_id)
                 log.warning("relay.process_dead", extra=fields(process=process_id))
@@ -393,7 +440,7 @@ def _text(value: Any) -> str:
 
 
 def _no_script(reply: Any) -> bool:
-    return isinstance(reply, NoScriptError)
+    return isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 def _safe(url: str) -> str:

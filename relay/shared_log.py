@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from relay.logs import fields
 from relay.metrics import RelayMetrics
 from relay.redis_link import KEY_PREFIX, PROCESSES, RedisLink, RedisUnavailable
+from relay.resp import Arg
 from relay.storage import LoadedDoc
 from sync.ysync import AwarenessEntry
 
@@ -235,7 +235,7 @@ class SharedDocLog:
         for _, waiter in follow.waiters:
             if not waiter.done():
                 waiter.set_exception(RedisUnavailable("the document was unloaded"))
-        asyncio.get_running_loop().create_task(self.link.unlisten(channel(doc_id)))
+        self.link.unlisten(channel(doc_id))
 
     async def _read(self, doc_id: str) -> LoadedDoc:
         """Snapshot, the entries after it and the presence, in one transaction (a compaction
@@ -425,10 +425,7 @@ class SharedDocLog:
         token = f"{self.link.process_id}:{self._counter}"
         self._own[token] = _Own(doc_id, on_commit, on_fail)
         meta, stream, *_ = keys(doc_id)
-        args = [update, token, channel(doc_id), doc_id]
-
-        def queue(pipe: Pipeline) -> None:
-            self._append.queue(pipe, [meta, stream, DOCS], args)
+        args: list[Arg] = [update, token, channel(doc_id), doc_id]
 
         def done(reply: Any) -> None:
             if isinstance(reply, BaseException):
@@ -436,7 +433,7 @@ class SharedDocLog:
                 if own is not None:
                     own.on_fail(reply)
 
-        self.link.write(doc_id, queue, done)
+        self.link.write(doc_id, self._append.command([meta, stream, DOCS], args), done)
 
     def save_snapshot(
         self, doc_id: str, merged: bytes, *, upto: int, slow: bool = False
@@ -445,9 +442,6 @@ class SharedDocLog:
         meta, stream, snapshot, *_ = keys(doc_id)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def queue(pipe: Pipeline) -> None:
-            self._snapshot.queue(pipe, [meta, stream, snapshot], [upto, merged, channel(doc_id)])
-
         def done(reply: Any) -> None:
             if isinstance(reply, BaseException):
                 log.error("relay.snapshot_failed", extra=fields(doc_id=doc_id, error=str(reply)))
@@ -455,33 +449,30 @@ class SharedDocLog:
             else:
                 future.set_result(None)
 
-        self.link.write(doc_id, queue, done)
+        command = self._snapshot.command([meta, stream, snapshot], [upto, merged, channel(doc_id)])
+        self.link.write(doc_id, command, done)
         return future
 
     def publish_presence(self, doc_id: str, owner: str, entries: Iterable[AwarenessEntry]) -> None:
         """Offer presence entries of connection ``owner``; what the script accepts comes back
         to every process (this one too) through :meth:`LogSink.presence`."""
-        args: list[Any] = [owner, channel(doc_id)]
+        args: list[Arg] = [owner, channel(doc_id)]
         for entry in entries:
             body = json.dumps([entry.client_id, entry.clock, entry.state], separators=(",", ":"))
             args += [entry.client_id, entry.clock, 1 if entry.state is None else 0, body]
         presence_key = keys(doc_id)[3]
 
-        def queue(pipe: Pipeline) -> None:
-            self._presence.queue(pipe, [presence_key], args)
-
-        self.link.write(doc_id, queue, partial(_log_failure, "relay.presence_failed"))
+        command = self._presence.command([presence_key], args)
+        self.link.write(doc_id, command, partial(_log_failure, "relay.presence_failed"))
 
     def drop_presence(self, doc_id: str, owner: str, client_ids: Iterable[int] = ()) -> None:
         """Remove what ``owner`` (a connection, or ``'<process>:'`` for a whole process)
         announced, and tell everyone it is gone."""
-        args: list[Any] = [channel(doc_id), owner, *client_ids]
+        args: list[Arg] = [channel(doc_id), owner, *client_ids]
         presence_key = keys(doc_id)[3]
 
-        def queue(pipe: Pipeline) -> None:
-            self._drop_presence.queue(pipe, [presence_key], args)
-
-        self.link.write(doc_id, queue, partial(_log_failure, "relay.presence_failed"))
+        command = self._drop_presence.command([presence_key], args)
+        self.link.write(doc_id, command, partial(_log_failure, "relay.presence_failed"))
 
     def loaded_ids(self) -> list[str]:
         return [doc_id for doc_id, follow in self._follows.items() if follow.ready]

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from relay.config import Limits
 from relay.mailbox_store import MailboxFull
 from relay.redis_link import KEY_PREFIX, RedisLink, RedisUnavailable
+from relay.resp import Arg
 from relay.storage import MailItem
 
 log = logging.getLogger("focusmate.relay")
@@ -129,10 +129,7 @@ class SharedMailStore:
 
     async def put(self, items: Sequence[MailItem], *, best_effort: bool = False) -> list[bool]:
         replies = await asyncio.gather(
-            *(
-                self.link.call("m:" + item.recipient, partial(self._queue_put, item))
-                for item in items
-            ),
+            *(self.link.call("m:" + item.recipient, self._put_command(item)) for item in items),
             return_exceptions=True,
         )
         stored = []
@@ -147,9 +144,8 @@ class SharedMailStore:
             stored.append(reply == 1)
         return stored
 
-    def _queue_put(self, item: MailItem, pipe: Pipeline) -> None:
-        self._put.queue(
-            pipe,
+    def _put_command(self, item: MailItem) -> tuple[Arg, ...]:
+        return self._put.command(
             [*mailbox_keys(item.recipient), EXPIRY, TOTALS],
             [
                 item.id,
@@ -217,7 +213,7 @@ class SharedMailStore:
         watch.count -= 1
         if watch.count <= 0:
             del self._watches[recipient]
-            await self.link.unlisten(channel(recipient))
+            self.link.unlisten(channel(recipient))
 
     def _delivered(self, recipient: str, deliver: Callable[[MailItem], None], data: bytes) -> None:
         deliver(_item(recipient, data))
