@@ -1,9 +1,10 @@
-"""Killing one of several relay processes behind nginx: nothing forwarded is lost, and its
-clients reconnect to another process through the same address.
+"""Killing one of several relay processes behind nginx or HAProxy: nothing forwarded is lost,
+and its clients reconnect to another process through the same address.
 
 Real parts throughout: a redis-server, relay processes (``python -m relay serve --redis-url``),
-nginx with the upstream and location settings of packaging/proxy/nginx-scaleout.conf, and the
-apps' sync engines on real profiles.
+nginx with the upstream and location settings of packaging/proxy/nginx-scaleout.conf or HAProxy
+with packaging/proxy/haproxy.cfg (plain HTTP on a free port instead of TLS), and the apps' sync
+engines on real profiles.
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ from tests.integration.rediskit import RedisServer, needs_redis, running_redis
 from tests.integration.relaykit import DEADLINE, REPO, RelayProcess, poll
 from tests.integration.synckit import EnginePeer, free_port, running
 
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None
-)
-pytestmark = [
-    needs_redis,
-    pytest.mark.slow,
-    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it)"),
-]
-SHIPPED = REPO / "packaging" / "proxy" / "nginx-scaleout.conf"
+
+def _binary(name: str) -> str | None:
+    found = shutil.which(name) or f"/usr/sbin/{name}"
+    return found if os.access(found, os.X_OK) else None
+
+
+NGINX, HAPROXY = _binary("nginx"), _binary("haproxy")
+pytestmark = [needs_redis, pytest.mark.slow]
+PROXY = REPO / "packaging" / "proxy"
+SHIPPED = PROXY / "nginx-scaleout.conf"
 
 
 def nginx_config(directory: Path, port: int, relays: list[int]) -> Path:
@@ -63,17 +65,44 @@ def nginx_config(directory: Path, port: int, relays: list[int]) -> Path:
     return config
 
 
+def haproxy_config(directory: Path, port: int, relays: list[int]) -> Path:
+    """packaging/proxy/haproxy.cfg, plain HTTP on ``port``, in front of ``relays``."""
+    shipped = (PROXY / "haproxy.cfg").read_text()
+    bind = "    bind :443 ssl crt /etc/haproxy/certs/relay.example.org.pem\n"
+    assert bind in shipped and "    server relay1 " in shipped, "haproxy.cfg changed"
+    config = re.sub(r"    server relay\d .*\n", "", shipped).replace(
+        bind, f"    bind 127.0.0.1:{port}\n"
+    )
+    config += "".join(
+        f"    server relay{i} 127.0.0.1:{p} check inter 5s fall 2 rise 2\n"
+        for i, p in enumerate(relays)
+    )
+    directory.mkdir(parents=True)
+    path = directory / "haproxy.cfg"
+    path.write_text(config)
+    return path
+
+
 @contextlib.contextmanager
-def nginx(config: Path) -> Iterator[None]:
-    assert NGINX is not None
-    command = [NGINX, "-p", str(config.parent), "-c", str(config)]
-    check = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+def proxy(kind: str, directory: Path, port: int, relays: list[int]) -> Iterator[None]:
+    """nginx or HAProxy on ``port`` in front of ``relays``, checked first, stopped after."""
+    if kind == "nginx":
+        assert NGINX is not None
+        config = nginx_config(directory, port, relays)
+        command = [NGINX, "-p", str(config.parent), "-c", str(config)]
+        check, run, stop = [*command, "-t"], [*command, "-g", "daemon off;"], signal.SIGQUIT
+    else:
+        assert HAPROXY is not None
+        config = haproxy_config(directory, port, relays)
+        command = [HAPROXY, "-f", str(config)]
+        check, run, stop = [*command, "-c"], [*command, "-db"], signal.SIGUSR1
+    checked = subprocess.run(check, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    proc = subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
     finally:
-        proc.send_signal(signal.SIGQUIT)
+        proc.send_signal(stop)
         try:
             proc.wait(DEADLINE)
         except subprocess.TimeoutExpired:
@@ -87,8 +116,15 @@ def connections(relay: RelayProcess) -> int:
         return int(json.loads(response.read())["connections"])
 
 
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("nginx", marks=pytest.mark.skipif(NGINX is None, reason="no nginx")),
+        pytest.param("haproxy", marks=pytest.mark.skipif(HAPROXY is None, reason="no haproxy")),
+    ],
+)
 async def test_killing_a_relay_process_loses_nothing_and_its_clients_move(
-    tmp_path: Path,
+    tmp_path: Path, kind: str
 ) -> None:
     front = free_port()
     public = f"ws://127.0.0.1:{front}"
@@ -103,9 +139,7 @@ async def test_killing_a_relay_process_loses_nothing_and_its_clients_move(
             )
             for i in range(2)
         ]
-        stack.enter_context(
-            nginx(nginx_config(tmp_path / "nginx", front, [p.port for p in processes]))
-        )
+        stack.enter_context(proxy(kind, tmp_path / kind, front, [p.port for p in processes]))
         await poll_port(front)
         alice = EnginePeer(tmp_path / "alice", relays=[public])
         bob = EnginePeer(tmp_path / "bob", relays=[public])
