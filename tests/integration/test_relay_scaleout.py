@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import urllib.error
 import urllib.request
@@ -24,13 +25,20 @@ from focusmate.identity import Identity
 from focusmate.invite import Invite, relay_token, room_id_for
 from focusmate.room import DOC_KIND
 from focusmate.workspace import Workspace
+from relay.__main__ import main as relay_main
 from relay.redis_link import PROCESSES
 from relay.server import Relay
 from relay.shared_log import keys
 from sync import control
 from sync.clock import ClockSample, OffsetEstimator
 from tests.integration.hostile import legit_round
-from tests.integration.rediskit import RedisProxy, RedisServer, needs_redis, running_redis
+from tests.integration.rediskit import (
+    RedisProxy,
+    RedisServer,
+    free_port,
+    needs_redis,
+    running_redis,
+)
 from tests.integration.relaykit import (
     DEADLINE,
     ControlClient,
@@ -464,3 +472,86 @@ async def test_a_redis_that_would_lose_rooms_is_called_out_at_start(
                 pass
     events = {record.getMessage() for record in caplog.records}
     assert {"relay.redis_evicts", "relay.redis_not_persistent"} <= events
+
+
+def test_serve_refuses_a_redis_url_it_cannot_use(tmp_path: Path) -> None:
+    for url, said in (
+        ("http://127.0.0.1:6379", "--redis-url must start with redis://"),
+        (f"redis://127.0.0.1:{free_port()}/0", "cannot reach Redis at redis://127.0.0.1:"),
+    ):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = relay_main(["--data-dir", str(tmp_path), "serve", "--redis-url", url])
+        assert code == 1, err.getvalue()
+        assert said in err.getvalue()
+
+
+async def test_a_process_that_missed_a_compaction_reloads_the_room(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """While process two was cut off, process one's writes were folded into a snapshot and
+    trimmed from the stream: two cannot replay them, so it reloads the room from the snapshot
+    and sends its clients what they miss."""
+    async with (
+        RedisProxy(redis) as link,
+        running_relay(tmp_path / "one", redis_url=redis.url, compact_after_updates=4) as one,
+        running_relay(tmp_path / "two", redis_url=link.url, compact_after_updates=4) as two,
+    ):
+        [a] = await open_room(one, SECRET, 1)
+        [b] = await open_room(two, SECRET, 1)
+        await a.set("before", 0)
+        await b.wait_value("before", 0)
+        link.hold()
+        for i in range(20):  # several compactions' worth
+            await a.set(f"k{i}", i)
+        await relay_committed(one, DOC_ID, "k19", 19)
+        stream = keys(DOC_ID)[1]
+        async with contextlib.aclosing(redis.client()) as client:
+            first = await client.xrange(stream, count=1)
+            assert not first or int(first[0][0].split(b"-")[0]) > 2  # two's next entry is gone
+        link.cut()
+        link.release()
+        for i in range(20):
+            await b.wait_value(f"k{i}", i)
+        assert await metric(two, "focusmate_relay_redis_reloads_total") >= 1
+        await b.set("after", 1)
+        await a.wait_value("after", 1)
+
+
+async def test_a_full_redis_refuses_writes_and_loses_nothing(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """With noeviction, a Redis at its memory limit refuses the append script: the writer is
+    closed with 1011 (its app resends later) and nothing stored is touched."""
+    async with relays(tmp_path, redis, 2) as (one, two):
+        [a] = await open_room(one, SECRET, 1)
+        [b] = await open_room(two, SECRET, 1)
+        await a.set("kept", 1)
+        await b.wait_value("kept", 1)
+        async with contextlib.aclosing(redis.client()) as client:
+            used = int((await client.info("memory"))["used_memory"])
+            await client.config_set("maxmemory", used)  # full from now on
+            await b.set("refused", "x" * 50_000)
+            code, reason = await b.wait_closed()
+            assert code == control.CloseCode.INTERNAL, reason
+            await client.config_set("maxmemory", 0)
+        [c] = await open_room(two, SECRET, 1)
+        await c.wait_value("kept", 1)
+        assert c.value("refused") is None
+        await c.set("after", 2)
+        await a.wait_value("after", 2)
+
+
+async def test_a_timer_lock_left_by_a_dead_process_delays_a_command_only_until_it_expires(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    async with relays(tmp_path, redis, 1) as (one,):
+        ws, invite = await _room(one, tmp_path)
+        a = await _member(one, ws, invite)
+        lock = keys(invite.room_id)[4]
+        async with contextlib.aclosing(redis.client()) as client:
+            await client.set(lock, "a process that died holding it", px=300)
+            await a.send(control.TimerRequest(id="t", doc_id=invite.room_id, command="start"))
+            applied = await a.expect(control.TimerApplied)
+            assert applied.state["status"] == "running"
+            assert not await client.exists(lock)  # released after the command
