@@ -362,7 +362,11 @@ class RedisLink:
             self._subscribe(list(self._channels))
             try:
                 while True:
-                    message = await asyncio.wait_for(connection.reply(), silent)
+                    # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the task's
+                    # cancellation when the read completes at the same moment, and the relay
+                    # then never finishes stopping)
+                    async with asyncio.timeout(silent):
+                        message = await connection.reply()
                     if not self.connected.is_set():
                         if failures:
                             log.info("relay.redis_reconnected")
