@@ -44,6 +44,7 @@ from tests.integration.relaykit import (
     ControlClient,
     DocClient,
     doc_url,
+    limits,
     open_room,
     poll,
     relay_committed,
@@ -79,6 +80,12 @@ async def metric(relay: Relay, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"no {name} in /metrics")
+
+
+async def _online(relay: Relay, identity: Identity) -> ControlClient:
+    client = await ControlClient.open(relay, identity)
+    await client.expect(control.Welcome)
+    return client
 
 
 async def _processed(client: ControlClient) -> None:
@@ -294,8 +301,7 @@ async def _room(relay: Relay, tmp_path: Path) -> tuple[Workspace, Invite]:
 
 
 async def _member(relay: Relay, ws: Workspace, invite: Invite) -> ControlClient:
-    client = await ControlClient.open(relay, ws.identity)
-    await client.expect(control.Welcome)
+    client = await _online(relay, ws.identity)
     await client.send(control.Subscribe(doc_id=invite.room_id, token=relay_token(invite.secret)))
     await client.expect(control.Subscribed)
     return client
@@ -368,10 +374,8 @@ async def test_a_dm_reaches_its_recipient_on_another_process_and_receipts_come_b
 ) -> None:
     alice, bob = Identity.generate(), Identity.generate()
     async with relays(tmp_path, redis, 2) as (one, two):
-        a = await ControlClient.open(one, alice)
-        await a.expect(control.Welcome)
-        b = await ControlClient.open(two, bob)
-        await b.expect(control.Welcome)
+        a = await _online(one, alice)
+        b = await _online(two, bob)
         envelope = seal(alice, bob.public, "Break at :50?", now=START)
         await a.send(control.DmSend(envelope=envelope.to_dict()))
         assert (await a.expect(control.DmAccepted)).id == envelope.id
@@ -390,8 +394,7 @@ async def test_mail_waits_in_redis_for_a_recipient_who_comes_online_elsewhere(
 ) -> None:
     alice, bob = Identity.generate(), Identity.generate()
     async with relays(tmp_path, redis, 2) as (one, _):
-        a = await ControlClient.open(one, alice)
-        await a.expect(control.Welcome)
+        a = await _online(one, alice)
         sent = [seal(alice, bob.public, f"note {i}", now=START + i) for i in range(3)]
         for envelope in sent:
             await a.send(control.DmSend(envelope=envelope.to_dict()))
@@ -446,10 +449,8 @@ async def test_mail_announced_while_a_process_was_cut_off_still_reaches_its_reci
         running_relay(tmp_path / "one", redis_url=redis.url) as one,
         running_relay(tmp_path / "two", redis_url=link.url) as two,
     ):
-        a = await ControlClient.open(one, alice)
-        await a.expect(control.Welcome)
-        b = await ControlClient.open(two, bob)
-        await b.expect(control.Welcome)
+        a = await _online(one, alice)
+        b = await _online(two, bob)
         await _processed(b)  # (two is watching bob's mailbox)
         link.hold()
         envelope = seal(alice, bob.public, "sent while two was cut off", now=START)
@@ -555,3 +556,21 @@ async def test_a_timer_lock_left_by_a_dead_process_delays_a_command_only_until_i
             applied = await a.expect(control.TimerApplied)
             assert applied.state["status"] == "running"
             assert not await client.exists(lock)  # released after the command
+
+
+async def test_a_mailbox_limit_holds_over_every_process(tmp_path: Path, redis: RedisServer) -> None:
+    alice, carol, bob = Identity.generate(), Identity.generate(), Identity.generate()
+    async with relays(tmp_path, redis, 2, limits=limits(mailbox_max_items=2)) as (one, two):
+        a, c = await _online(one, alice), await _online(two, carol)
+        for i in range(2):
+            envelope = seal(alice, bob.public, f"from alice {i}", now=START + i)
+            await a.send(control.DmSend(envelope=envelope.to_dict()))
+            await a.expect(control.DmAccepted, lambda m, e=envelope: m.id == e.id)
+        third = seal(carol, bob.public, "from carol, on the other process", now=START + 2)
+        await c.send(control.DmSend(envelope=third.to_dict()))
+        refused = await c.expect(control.Error)
+        assert (refused.code, refused.ref) == ("dm_refused", third.id)
+        assert "mailbox is full" in refused.message
+        b = await _online(two, bob)
+        got = [await b.expect(control.DmDeliver) for _ in range(2)]
+        assert {d.envelope["sender"] for d in got} == {alice.user_id}
