@@ -446,6 +446,7 @@ class SharedDocLog:
             if isinstance(reply, BaseException):
                 log.error("relay.snapshot_failed", extra=fields(doc_id=doc_id, error=str(reply)))
                 future.set_exception(reply)
+                future.exception()  # (logged here: nobody need await a compaction's outcome)
             else:
                 future.set_result(None)
 
