@@ -149,10 +149,11 @@ class DocClient:
         self.changed = asyncio.Event()
         self.received: list[Any] = []
         self.awareness: dict[int, dict[str, Any] | None] = {}
-        self._updates: list[bytes] = []
+        self._updates: list[bytes] = []  # (recorded during set() only: a long run stays small)
+        self._recording = False
         self._received: list[bytes] = []
         self._waiting: list[bytes] = []
-        self.doc.observe(self._on_txn)
+        self._observer = self.doc.observe(self._on_txn)
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
@@ -163,7 +164,8 @@ class DocClient:
         return client
 
     def _on_txn(self, event: TransactionEvent) -> None:
-        self._updates.append(event.update)
+        if self._recording:
+            self._updates.append(event.update)
 
     async def _read(self) -> None:
         try:
@@ -198,8 +200,10 @@ class DocClient:
         self._waiting = [u for u in (*self._waiting, update) if get_update(u, state)[:1] != b"\x00"]
         if self._waiting:
             merged = merge_updates(*self._received)
+            # (unobserved first: pycrdt never frees an observed document, a copy per rebuild)
+            self.doc.unobserve(self._observer)
             self.doc = Doc()
-            self.doc.observe(self._on_txn)
+            self._observer = self.doc.observe(self._on_txn)
             self.doc.apply_update(merged)
             self._received = [merged]
 
@@ -209,7 +213,11 @@ class DocClient:
 
     async def set(self, key: str, value: Any, *, name: str = "m") -> bytes:
         self._updates.clear()
-        self.map(name)[key] = value
+        self._recording = True
+        try:
+            self.map(name)[key] = value
+        finally:
+            self._recording = False
         (update,) = self._updates
         self._updates.clear()
         self._received.append(update)  # part of the document if it is ever rebuilt
