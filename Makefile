@@ -45,10 +45,12 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 # The long reliability runs in tests/soak (fuzzing, convergence; minutes each), figures printed,
-# and the decoder fuzz tests with fresh random draws and 20x their examples:
+# the decoder fuzz tests with fresh random draws and 20x their examples, and the scale-out chaos
+# test with 25x its writes:
 soak: $(STAMP)
-	FOCUSMATE_SOAK=1 HYPOTHESIS_PROFILE=explore FOCUSMATE_FUZZ_SCALE=20 $(BIN)/python -m pytest \
-		-s -p no:cacheprovider tests/soak tests/unit/test_fuzz_decoders.py $(PYTEST_ARGS)
+	FOCUSMATE_SOAK=1 HYPOTHESIS_PROFILE=explore FOCUSMATE_FUZZ_SCALE=20 FOCUSMATE_CHAOS_WRITES=10000 \
+		$(BIN)/python -m pytest -s -p no:cacheprovider tests/soak tests/unit/test_fuzz_decoders.py \
+		tests/integration/test_relay_scaleout_chaos.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
