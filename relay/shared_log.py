@@ -430,8 +430,9 @@ class SharedDocLog:
         def done(reply: Any) -> None:
             if isinstance(reply, BaseException):
                 own = self._own.pop(token, None)
-                if own is not None:
-                    own.on_fail(reply)
+                if own is not None:  # (an error reply too: out of memory, say)
+                    failure = reply if isinstance(reply, RedisUnavailable) else None
+                    own.on_fail(failure or RedisUnavailable(f"redis refused it: {reply}"))
 
         self.link.write(doc_id, self._append.command([meta, stream, DOCS], args), done)
 

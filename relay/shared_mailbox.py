@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -110,11 +109,6 @@ def channel(recipient: str) -> str:
     return f"{KEY_PREFIX}u:{recipient}"
 
 
-@dataclass(slots=True)
-class _Watch:
-    count: int = 0  # the recipient's connections to this process
-
-
 class SharedMailStore:
     announces = True
 
@@ -124,7 +118,7 @@ class SharedMailStore:
         self._put = link.script(_PUT)
         self._take = link.script(_TAKE)
         self._expire = link.script(_EXPIRE)
-        self._watches: dict[str, _Watch] = {}
+        self._watchers: dict[str, int] = {}  # recipient -> their connections to this process
         self._redeliveries: set[asyncio.Task[None]] = set()
 
     async def put(self, items: Sequence[MailItem], *, best_effort: bool = False) -> list[bool]:
@@ -190,16 +184,8 @@ class SharedMailStore:
         items, size = await _call(self.link.client.hmget(TOTALS, "items", "bytes"))
         return int(items or 0), int(size or 0)
 
-    async def usage(self, recipient: str) -> tuple[int, int]:
-        counters = mailbox_keys(recipient)[2]
-        items, size = await _call(self.link.client.hmget(counters, "items", "bytes"))
-        return int(items or 0), int(size or 0)
-
     async def watch(self, recipient: str, deliver: Callable[[MailItem], None]) -> None:
-        watch = self._watches.get(recipient)
-        if watch is None:
-            watch = self._watches[recipient] = _Watch()
-        watch.count += 1
+        self._watchers[recipient] = self._watchers.get(recipient, 0) + 1
         await self.link.listen(
             channel(recipient),
             partial(self._delivered, recipient, deliver),
@@ -207,12 +193,10 @@ class SharedMailStore:
         )
 
     async def unwatch(self, recipient: str) -> None:
-        watch = self._watches.get(recipient)
-        if watch is None:
-            return
-        watch.count -= 1
-        if watch.count <= 0:
-            del self._watches[recipient]
+        left = self._watchers.get(recipient, 0) - 1
+        if left > 0:
+            self._watchers[recipient] = left
+        elif self._watchers.pop(recipient, None) is not None:
             self.link.unlisten(channel(recipient))
 
     def _delivered(self, recipient: str, deliver: Callable[[MailItem], None], data: bytes) -> None:

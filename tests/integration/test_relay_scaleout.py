@@ -574,3 +574,21 @@ async def test_a_mailbox_limit_holds_over_every_process(tmp_path: Path, redis: R
         b = await _online(two, bob)
         got = [await b.expect(control.DmDeliver) for _ in range(2)]
         assert {d.envelope["sender"] for d in got} == {alice.user_id}
+
+
+async def test_a_timer_command_on_a_full_redis_is_refused_and_the_member_stays(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    async with relays(tmp_path, redis, 1) as (one,):
+        ws, invite = await _room(one, tmp_path)
+        member = await _member(one, ws, invite)
+        async with contextlib.aclosing(redis.client()) as client:
+            used = int((await client.info("memory"))["used_memory"])
+            await client.config_set("maxmemory", used)
+            await member.send(control.TimerRequest(id="t", doc_id=invite.room_id, command="start"))
+            refused = await member.expect(control.Error)
+            assert (refused.code, refused.ref) == ("timer_refused", "t"), refused
+            await client.config_set("maxmemory", 0)
+        await _processed(member)  # still connected
+        await member.send(control.TimerRequest(id="u", doc_id=invite.room_id, command="start"))
+        assert (await member.expect(control.TimerApplied)).state["status"] == "running"
