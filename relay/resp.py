@@ -57,8 +57,12 @@ class RespConnection:
                 reader, writer = await asyncio.open_unix_connection(params["path"])
             else:
                 tls = None
-                if params.get("connection_class") is SSLConnection:
-                    tls = ssl.create_default_context()
+                if params.get("connection_class") is SSLConnection:  # rediss://, as redis-py
+                    authority = params.get("ssl_ca_certs")
+                    tls = ssl.create_default_context(cafile=str(authority) if authority else None)
+                    if params.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+                        tls.check_hostname = False
+                        tls.verify_mode = ssl.CERT_NONE
                 reader, writer = await asyncio.open_connection(
                     params.get("host", "localhost"), params.get("port", 6379), ssl=tls
                 )

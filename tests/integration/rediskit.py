@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,21 +37,30 @@ class RedisServer:
     """One ``redis-server`` process. ``persistent`` turns on the append-only file (fsync every
     second), as docs/scale-out.md recommends, so a restart keeps what was written."""
 
-    def __init__(self, directory: Path, *, persistent: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, persistent: bool = True, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.directory = directory
         self.persistent = persistent
+        self.tls = tls  # (certificate, key): TLS only, clients trust the certificate
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls[0]}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def args(self, port: int) -> list[str]:
         assert REDIS_SERVER is not None
+        listen = ["--port", str(port)]
+        if self.tls is not None:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(self.tls[0]),
+                      "--tls-key-file", str(self.tls[1]), "--tls-auth-clients", "no"]  # fmt: skip
         return [
             REDIS_SERVER,
-            "--port", str(port),
+            *listen,
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
             "--save", "",
@@ -78,7 +87,9 @@ class RedisServer:
 
     async def _ready(self, port: int) -> bool:
         deadline = time.monotonic() + START_DEADLINE
-        client = aioredis.Redis(host="127.0.0.1", port=port)
+        self.port, previous = port, self.port
+        client = self.client()
+        self.port = previous
         try:
             while time.monotonic() < deadline:
                 if self.proc is None or self.proc.poll() is not None:
@@ -111,16 +122,16 @@ class RedisServer:
                 self.proc.wait()
 
     def client(self) -> aioredis.Redis:
-        return aioredis.Redis(host="127.0.0.1", port=self.port)
+        return aioredis.Redis.from_url(self.url)
 
 
 @contextlib.asynccontextmanager
 async def running_redis(
-    directory: Path, *, persistent: bool = True, extra: Sequence[str] = ()
+    directory: Path, *, persistent: bool = True, tls: tuple[Path, Path] | None = None
 ) -> AsyncIterator[RedisServer]:
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (.ci/run installs it)")
-    server = RedisServer(directory, persistent=persistent)
+    server = RedisServer(directory, persistent=persistent, tls=tls)
     await server.start()
     try:
         yield server

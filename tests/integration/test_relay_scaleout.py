@@ -49,6 +49,7 @@ from tests.integration.relaykit import (
     poll,
     relay_committed,
     running_relay,
+    self_signed,
     wait_until,
 )
 from tests.pycrdt_panics import EQUIVOCATION, EQUIVOCATION_BASE
@@ -592,3 +593,18 @@ async def test_a_timer_command_on_a_full_redis_is_refused_and_the_member_stays(
         await _processed(member)  # still connected
         await member.send(control.TimerRequest(id="u", doc_id=invite.room_id, command="start"))
         assert (await member.expect(control.TimerApplied)).state["status"] == "running"
+
+
+async def test_relays_share_a_redis_over_tls(tmp_path: Path) -> None:
+    """``rediss://`` with a private CA (``?ssl_ca_certs=``), as redis-py reads it: the relay's
+    own connections (writer, listener) trust it the same way."""
+    tls = self_signed(tmp_path, "127.0.0.1")
+    async with (
+        running_redis(tmp_path / "redis", tls=tls) as secure,
+        relays(tmp_path, secure, 2) as (one, two),
+    ):
+        assert secure.url.startswith("rediss://")
+        [a] = await open_room(one, SECRET, 1)
+        [b] = await open_room(two, SECRET, 1)
+        await a.set("over", "tls")
+        await b.wait_value("over", "tls")
