@@ -70,10 +70,10 @@ class SqliteDocLog:
         return await self.committer.read(lambda s: s.load_doc(doc_id))
 
     def started(self, doc_id: str) -> None:
-        pass
+        pass  # (the only writer: nothing arrives from elsewhere while a document loads)
 
     def release(self, doc_id: str) -> None:
-        pass
+        pass  # (nothing followed)
 
     def append(
         self,

@@ -259,7 +259,7 @@ class RedisLink:
                     try:
                         await self._load_scripts()
                     except (RedisError, OSError):
-                        pass
+                        pass  # (Redis went again: those writes fail with their NOSCRIPT reply)
                     else:
                         again = iter(await self._send(retry))
                         replies = [next(again) if _no_script(r) else r for r in replies]

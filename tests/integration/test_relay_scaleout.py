@@ -32,13 +32,7 @@ from relay.shared_log import keys
 from sync import control
 from sync.clock import ClockSample, OffsetEstimator
 from tests.integration.hostile import legit_round
-from tests.integration.rediskit import (
-    RedisProxy,
-    RedisServer,
-    free_port,
-    needs_redis,
-    running_redis,
-)
+from tests.integration.rediskit import RedisProxy, RedisServer, needs_redis, running_redis
 from tests.integration.relaykit import (
     DEADLINE,
     ControlClient,
@@ -52,6 +46,7 @@ from tests.integration.relaykit import (
     self_signed,
     wait_until,
 )
+from tests.integration.synckit import free_port
 from tests.pycrdt_panics import EQUIVOCATION, EQUIVOCATION_BASE
 
 pytestmark = needs_redis
